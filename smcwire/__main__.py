@@ -1,0 +1,5 @@
+"""``python -m smcwire``."""
+
+from .cli import main
+
+main()
