@@ -6,10 +6,10 @@ from __future__ import annotations
 import construct as c
 
 from .optee import OPTEE_SMC_RETURN
-from .regs import Reg, layout, resume
+from .regs import FunctionIdReg, Reg, layout, resume
 from .smccc import SMCCC_RETURN
 
-UNKNOWN_CALL = layout("a0" / Reg("function ID"), *(f"a{i}" / Reg(f"a{i}", width=64) for i in range(1, 8)))
+UNKNOWN_CALL = layout("a0" / FunctionIdReg(), *(f"a{i}" / Reg(f"a{i}", width=64) for i in range(1, 8)))
 
 
 def _unknown_return(names: dict[int, str]) -> c.Struct:

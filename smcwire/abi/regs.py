@@ -115,6 +115,20 @@ class BitReg(c.Adapter):  # type: ignore[misc]
         return value
 
 
+class FunctionIdReg(c.Adapter):  # type: ignore[misc]
+    """a0 of a call whose function is not known: the function ID, whatever its value (a known
+    function's layout has ``c.Const(id)`` there instead). Not a field of the layout."""
+
+    def __init__(self) -> None:
+        super().__init__(WORD)
+
+    def _decode(self, obj: int, context: Any, path: str) -> int:
+        return obj
+
+    def _encode(self, obj: Any, context: Any, path: str) -> int:
+        return check_range(obj, 64, path)
+
+
 class EncodeError(ValueError):
     """A value does not fit its register field, or names no field of the layout."""
 
@@ -230,7 +244,7 @@ def compile_layout(struct: c.Struct) -> Layout:
             flags = dict(sub.flags.flags) if sub.flags is not None else None
             mask = (1 << sub.width) - 1
             slots.append(Slot(member.name, sub.role, reg, 0, mask, isinstance(sub, Pair), sub.doc, sub.names, flags))
-        elif not isinstance(sub, c.Const):  # a Const is the function ID in a0
+        elif not isinstance(sub, (c.Const, FunctionIdReg)):  # the function ID in a0
             raise TypeError(f"unsupported layout member {member.name}: {sub!r}")
         reg += member.sizeof() // 8
     fields = tuple(s for s in slots if s.role is Role.FIELD)

@@ -18,7 +18,7 @@ from ..abi.regs import EncodeError
 from ..abi.rpc import RPC_FUNCTIONS
 from ..codec.caps import decode_caps
 from ..codec.decode import Decoder
-from ..codec.encode import encode_call, encode_return, rpc_function
+from ..codec.encode import call_layout, encode_call, encode_return, return_layout, rpc_function
 from ..codec.msg import MsgError, decode_msg_arg, parse_hex
 from ..codec.values import InputError, parse_registers, parse_value
 from ..render import jsonout, text
@@ -173,17 +173,16 @@ def encode(function: str, fields: tuple[str, ...], as_return: bool, rpc: str | N
     rpc_arg = None if rpc is None else _rpc_arg(rpc)
     if as_return:
         regs = encode_return(function, values, prof, rpc=rpc_arg)
+        layout = return_layout(function, regs[0] & 0xFFFFFFFF, prof, rpc=rpc_arg)
     else:
         regs = encode_call(function, values, prof, rpc=rpc_arg)
+        layout = call_layout(function, prof, rpc=rpc_arg)
     if fmt == "json":
         _emit(jsonout.registers_json(regs))
     elif fmt == "regs":
         click.echo(" ".join(f"a{i}={v:#x}" for i, v in enumerate(regs)))
     else:
-        decoder = Decoder(prof)
-        call = decoder.call(regs, rpc_function(rpc_arg).func if rpc_arg is not None and not as_return else None)
-        layout = call.layout if not as_return else decoder.ret(prof.function(function).id, regs).layout
-        click.echo(text.registers_text(regs, layout))
+        click.echo(text.registers_text(regs, layout, "RPC code" if as_return else "function ID"))
 
 
 @cli.command()

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import NamedTuple
 
 from ..abi import generic, optee, smccc
 from ..abi.function import Function, RpcFunction
 from ..abi.profiles import DEFAULT_PROFILE, Profile, get_profile
 from ..abi.regs import M32, Layout, Role, compile_layout
 from ..abi.rpc import RPC_FUNCTIONS
+from .reader import Reader, compile_reader
 
 _TRUSTED_OS = range(smccc.ARM_SMCCC_OWNER_TRUSTED_OS, smccc.ARM_SMCCC_OWNER_TRUSTED_OS_END + 1)
 
@@ -52,8 +54,7 @@ def decode_function_id(a0: int) -> FunctionId:
     return FunctionId(a0 & M32, p.fast, p.smc64, p.owner, p.reserved, p.sve_hint, p.number)
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """A decoded call: a0-a7 as given, the function (None if unknown) and its named fields."""
 
     regs: tuple[int, ...]
@@ -69,22 +70,18 @@ class Call:
         return self.function.name if self.function else None
 
 
-@dataclass(frozen=True, slots=True)
-class Return:
+class Return(NamedTuple):
     """A decoded return: a0 status (or RPC request), its name, and the named fields."""
 
     regs: tuple[int, ...]
     status: int
     status_name: str | None
     function: Function | None  # the function of the call answered
-    rpc: RpcFunction | None  # set when the return is an RPC request
+    rpc: RpcFunction | None  # set when the return is a known RPC request
     layout: Layout
     fields: dict[str, int]
     notes: tuple[str, ...]
-
-    @property
-    def is_rpc(self) -> bool:
-        return self.rpc is not None or self.layout is _UNKNOWN_RPC
+    is_rpc: bool = False  # an RPC request, known or not
 
 
 _UNKNOWN_CALL = compile_layout(generic.UNKNOWN_CALL)
@@ -141,53 +138,65 @@ def _shape(fid: int) -> str:
 
 
 class Decoder:
-    """Decodes calls and returns against one profile, caching per a0 value."""
+    """Decodes calls and returns against one profile. What depends only on a0 (and, for a
+    return, on the call's function and the status) is worked out once and cached."""
+
+    _CACHE_LIMIT = 65536
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        self._entries: dict[int, tuple[FunctionId, Function | None, Layout, tuple[str, ...]]] = {}
+        self._calls: dict[int, tuple[FunctionId, Function | None, Reader, tuple[str, ...]]] = {}
+        self._returns: dict[tuple[int, int], tuple[Reader, str | None, RpcFunction | None, tuple[str, ...], bool]] = {}
+        self._readers: dict[int, Reader] = {}
 
-    def _entry(self, a0: int) -> tuple[FunctionId, Function | None, Layout, tuple[str, ...]]:
-        entry = self._entries.get(a0)
-        if entry is None:
-            fid = decode_function_id(a0)
-            function = self.profile.by_id.get(fid.value)
-            notes = []
-            if function is None and fid.sve_hint:
-                function = self.profile.by_id.get(fid.value & ~smccc.ARM_SMCCC_1_3_SVE_HINT)
-                if function is not None:
-                    notes.append("bit 16 is the SMCCC v1.3 SVE hint: TF-A clears it before dispatch")
-            layout = function.call_layout if function else _UNKNOWN_CALL
-            notes += _id_notes(fid, function, self.profile)
-            if a0 >> 32:
-                notes.append(f"a0 upper 32 bits = {a0 >> 32:#x}: ignored, SMC function IDs are 32-bit")
-            entry = (fid, function, layout, tuple(notes))
-            if len(self._entries) < 65536:
-                self._entries[a0] = entry
-        return entry
+    def _reader(self, layout: Layout) -> Reader:
+        reader = self._readers.get(id(layout))
+        if reader is None:
+            reader = self._readers[id(layout)] = compile_reader(layout)
+        return reader
+
+    def _call_plan(self, a0: int) -> tuple[FunctionId, Function | None, Reader, tuple[str, ...]]:
+        fid = decode_function_id(a0)
+        function = self.profile.by_id.get(fid.value)
+        notes = []
+        if function is None and fid.sve_hint:
+            function = self.profile.by_id.get(fid.value & ~smccc.ARM_SMCCC_1_3_SVE_HINT)
+            if function is not None:
+                notes.append("bit 16 is the SMCCC v1.3 SVE hint: TF-A clears it before dispatch")
+        notes += _id_notes(fid, function, self.profile)
+        if a0 >> 32:
+            notes.append(f"a0 upper 32 bits = {a0 >> 32:#x}: ignored, SMC function IDs are 32-bit")
+        plan = (fid, function, self._reader(function.call_layout if function else _UNKNOWN_CALL), tuple(notes))
+        if len(self._calls) < self._CACHE_LIMIT:
+            self._calls[a0] = plan
+        return plan
 
     def call(self, regs: Sequence[int], rpc: int | None = None) -> Call:
         """Decode a0-a7 (or fewer) of a call. ``rpc``: for a RETURN_FROM_RPC, the RPC function
         number it answers, which selects that RPC's reply layout."""
-        regs = tuple(regs)
-        fid, function, layout, notes = self._entry(regs[0])
+        if type(regs) is not tuple:
+            regs = tuple(regs)
+        plan = self._calls.get(regs[0]) or self._call_plan(regs[0])
+        fid, function, reader, notes = plan
         rpc_function = None
         if rpc is not None and function is not None and function.id == _RETURN_FROM_RPC:
             rpc_function = RPC_FUNCTIONS.get(rpc)
             if rpc_function is not None:
-                layout = rpc_function.reply_layout
-        checks = _checks(layout, regs, call=True) if function is not None else ()
-        if checks:
-            notes = notes + tuple(checks)
-        return Call(regs, fid, function, layout, _fields(layout, regs), notes, rpc_function)
+                reader = self._reader(rpc_function.reply_layout)
+        if len(regs) >= reader.need:
+            fields = reader.fields(regs)
+            if function is not None and reader.suspect_call(regs):
+                notes = notes + tuple(_checks(reader.layout, regs, call=True))
+        else:
+            fields = _fields(reader.layout, regs)
+            if function is not None:
+                notes = notes + tuple(_checks(reader.layout, regs, call=True))
+        return Call(regs, fid, function, reader.layout, fields, notes, rpc_function)
 
-    def ret(self, call: Call | Sequence[int] | None, regs: Sequence[int]) -> Return:
-        """Decode a return (a0-a3, or more) given the call it answers (decoded, raw, or None)."""
-        regs = tuple(regs)
-        if call is not None and not isinstance(call, Call):
-            call = self.call(call)
+    def _return_plan(self, call: Call | None, status: int) -> tuple[Reader, str | None, RpcFunction | None,
+                                                                     tuple[str, ...], bool]:
         function = call.function if call is not None else None
-        status = regs[0] & M32
+        trusted_os = call is not None and call.fid.owner in _TRUSTED_OS
         notes: list[str] = []
         rpc = None
         if function is not None and function.rpc and optee.OPTEE_SMC_RETURN_IS_RPC(status):
@@ -198,31 +207,49 @@ class Decoder:
                 notes.append(optee.SPECIAL_RETURNS.get(
                     status, f"unknown RPC function {status & 0xFFFF:#x}: Linux warns \"Unknown RPC func\" "
                             "and resumes"))
+            is_rpc = True
         else:
             if function is not None:
                 layout = function.return_layout(status)
-            elif call is not None and call.fid.owner in _TRUSTED_OS:
-                layout = _UNKNOWN_RETURN_OPTEE
             else:
-                layout = _UNKNOWN_RETURN_SMCCC
+                layout = _UNKNOWN_RETURN_OPTEE if trusted_os else _UNKNOWN_RETURN_SMCCC
             first = layout.slots[0]
             name = first.names.get(status) if first.names else None
-            if status in optee.SPECIAL_RETURNS and call is not None and call.fid.owner in _TRUSTED_OS:
+            if trusted_os and status in optee.SPECIAL_RETURNS:
                 notes.append(optee.SPECIAL_RETURNS[status])
-        notes += _checks(layout, regs, call=False)
-        if call is not None and rpc is None:
-            notes += _preserved(layout, call.regs, regs)
-        return Return(regs, status, name, function, rpc, layout, _fields(layout, regs), tuple(notes))
+            is_rpc = False
+        plan = (self._reader(layout), name, rpc, tuple(notes), is_rpc)
+        if len(self._returns) < self._CACHE_LIMIT:
+            self._returns[(call.fid.value if call is not None else -1, status)] = plan
+        return plan
+
+    def ret(self, call: Call | Sequence[int] | None, regs: Sequence[int]) -> Return:
+        """Decode a return (a0-a3, or more) given the call it answers (decoded, raw, or None)."""
+        if type(regs) is not tuple:
+            regs = tuple(regs)
+        if call is not None and not isinstance(call, Call):
+            call = self.call(call)
+        status = regs[0] & M32
+        plan = self._returns.get((call.fid.value if call is not None else -1, status))
+        reader, name, rpc, notes, is_rpc = plan or self._return_plan(call, status)
+        if len(regs) >= reader.need:
+            fields = reader.fields(regs)
+            if reader.suspect_return(regs):
+                notes = notes + tuple(_checks(reader.layout, regs, call=False))
+        else:
+            fields = _fields(reader.layout, regs)
+            notes = notes + tuple(_checks(reader.layout, regs, call=False))
+        if reader.preserved and call is not None:
+            n = min(len(call.regs), len(regs))
+            if n > reader.preserved[0]:
+                notes = notes + tuple(f"a{i} not preserved: {call.regs[i]:#x} in, {regs[i]:#x} out"
+                                      for i in reader.preserved
+                                      if i < n and (call.regs[i] & M32) != (regs[i] & M32))
+        return Return(regs, status, name, call.function if call is not None else None, rpc, reader.layout,
+                      fields, notes, is_rpc)
 
 
 _RETURN_FROM_RPC = optee.OPTEE_SMC_STD_CALL_VAL(optee.OPTEE_SMC_FUNCID_RETURN_FROM_RPC)
-
-
-def _preserved(layout: Layout, call: tuple[int, ...], ret: tuple[int, ...]) -> list[str]:
-    n = min(len(call), len(ret))
-    return [f"a{s.reg} not preserved: {call[s.reg]:#x} in, {ret[s.reg]:#x} out"
-            for s in layout.slots
-            if s.role is Role.PRESERVED and s.reg < n and (call[s.reg] & M32) != (ret[s.reg] & M32)]
 
 
 @cache

@@ -57,28 +57,36 @@ def rpc_function(rpc: int | str) -> RpcFunction:
                       + ", ".join(r.name.removeprefix("OPTEE_SMC_RPC_FUNC_") for r in RPC_FUNCTIONS.values()))
 
 
+def call_layout(name: str, profile: str | Profile = DEFAULT_PROFILE, rpc: int | str | None = None) -> Layout:
+    """The layout a call to ``name`` is encoded with (``rpc``: the RETURN_FROM_RPC reply to it)."""
+    function = _function(name, profile)
+    return rpc_function(rpc).reply_layout if rpc is not None else function.call_layout
+
+
+def return_layout(name: str, status: int, profile: str | Profile = DEFAULT_PROFILE,
+                  rpc: int | str | None = None) -> Layout:
+    """The layout a return from ``name`` with a0 = ``status`` (or an RPC request) is encoded with."""
+    function = _function(name, profile)
+    if rpc is None:
+        return function.return_layout(status)
+    if not function.rpc:
+        raise EncodeError(f"{name} cannot return an RPC request")
+    return rpc_function(rpc).request_layout
+
+
 def encode_call(name: str, fields: Mapping[str, int] | None = None, profile: str | Profile = DEFAULT_PROFILE,
                 rpc: int | str | None = None) -> tuple[int, ...]:
     """a0-a7 of a call to ``name``. Fields not given are 0; a register that is not a field can
     be set by its name (``a5``) to build deliberately odd calls. ``rpc`` (for
     OPTEE_SMC_CALL_RETURN_FROM_RPC) selects the reply layout of that RPC function."""
-    function = _function(name, profile)
-    layout = function.call_layout
-    if rpc is not None:
-        layout = rpc_function(rpc).reply_layout
-    return _build(layout, fields or {}, name)
+    return _build(call_layout(name, profile, rpc), fields or {}, name)
 
 
 def encode_return(name: str, fields: Mapping[str, int] | None = None, profile: str | Profile = DEFAULT_PROFILE,
                   rpc: int | str | None = None) -> tuple[int, ...]:
     """a0-a7 of a return from ``name``. The layout is chosen by the ``status`` field (a0), or
     with ``rpc`` it is that RPC function's request (for the call-with-arg family)."""
-    function = _function(name, profile)
     values = dict(fields or {})
-    if rpc is not None:
-        if not function.rpc:
-            raise EncodeError(f"{name} cannot return an RPC request")
-        return _build(rpc_function(rpc).request_layout, values, name)
-    first = function.return_layouts[None].slots[0]
-    status = values.get(first.name, 0) if first.role is Role.FIELD else 0
-    return _build(function.return_layout(status), values, name)
+    first = _function(name, profile).return_layouts[None].slots[0]
+    status = values.get(first.name, 0) if first.role is Role.FIELD and first.reg == 0 else 0
+    return _build(return_layout(name, status, profile, rpc), values, name)

@@ -44,16 +44,18 @@ def status_label(layout: Layout, status: int | None) -> str:
 
 
 def returns_summary(function: Function) -> str:
-    """Each return layout of a function, as ``OK: a1 sec_caps, …; other: -``."""
+    """Each return layout of a function: ``a0 major, a1 minor`` for a single layout, else
+    ``OK: a1 sec_caps, …; other: status only`` by status."""
     layouts = function.return_layouts
-    parts = []
-    for status, layout in sorted(layouts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
-        fields = [s for s in layout.fields if s.reg != 0]
-        a0 = layout.slots[0] if layout.slots and layout.slots[0].reg == 0 else None
-        head = status_label(layout, status) if len(layouts) > 1 else (a0.name if a0 else "a0")
-        parts.append(f"{head}: " + (", ".join(f"{s.regs} {s.name}" for s in fields) or "-"))
+    if len(layouts) == 1:
+        parts = [layout_summary(layouts[None])]
+    else:
+        parts = []
+        for status, layout in sorted(layouts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+            fields = ", ".join(f"{s.regs} {s.name}" for s in layout.fields if s.reg != 0) or "status only"
+            parts.append(f"{status_label(layout, status)}: {fields}")
     if function.rpc:
-        parts.append("RPC: see `smcwire functions --rpc`")
+        parts.append("RPC requests: see `smcwire functions --rpc`")
     return "; ".join(parts)
 
 

@@ -82,8 +82,15 @@ def caps_text(caps: Caps, flags: dict[str, int]) -> str:
     return out
 
 
-def registers_text(regs: tuple[int, ...], fields: Layout) -> str:
-    rows = [(f"a{i}", f"{v:#x}") for i, v in enumerate(regs)]
-    names = {s.reg: role_label(s) for s in fields.slots}
-    return tabulate([(r, v, names.get(i, "function ID" if i == 0 else "")) for i, (r, v) in enumerate(rows)],
-                    ("reg", "value", "field"))
+def registers_text(regs: tuple[int, ...], layout: Layout, a0_label: str = "function ID") -> str:
+    """An encoded register set, each register labelled with what the layout puts there."""
+    labels = {0: a0_label}
+    for s in layout.slots:
+        if s.pair:
+            labels[s.reg], labels[s.reg + 1] = f"{s.name} (upper)", f"{s.name} (lower)"
+        elif s.regs != f"a{s.reg}":  # a bit field
+            part = f"{role_label(s)} {s.regs[len(f'a{s.reg}'):]}"
+            labels[s.reg] = f"{labels[s.reg]}, {part}" if s.lo else part
+        else:
+            labels[s.reg] = role_label(s)
+    return tabulate([(f"a{i}", f"{v:#x}", labels.get(i, "")) for i, v in enumerate(regs)], ("reg", "value", "field"))
