@@ -170,8 +170,8 @@ def test_cli_functions_with_extension():
     data = _cli_json("functions", "--family", "extension")
     assert {f["name"]: f["id"] for f in data} == {**VENDOR_OPTEE, SIP: SIP_ID}
     everything = {f["id"]: f["name"] for f in _cli_json("functions")}
-    for fid in MAINLINE_AT:
-        assert everything[fid] != MAINLINE_AT[fid]
+    for fid, mainline_name in MAINLINE_AT.items():
+        assert everything[fid] != mainline_name
 
 
 def test_cli_encode_decode_round_trip():
@@ -312,11 +312,8 @@ def test_cli_malformed_extension_is_one_line(tmp_path):
     assert str(path) in line and "a0 is the function ID" in line
 
 
-# --- bugs (strict xfail: the assertion is the correct behaviour) -----------------------------------------
+# --- regressions of bugs found in review -----------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: a field named like another, unlisted register (name = 'a3' on a1) "
-                   "is accepted; the layout then has two members called a3, so encoding a3=5 sets both a1 and a3 "
-                   "and decoding reports a1's value as a3")
 def test_field_named_like_another_register(tmp_path):
     path = tmp_path / "vendor.toml"
     path.write_text(_fn('call = [ { reg = "a1", name = "a3" } ]'))
@@ -325,8 +322,6 @@ def test_field_named_like_another_register(tmp_path):
     assert str(path) in str(info.value) and "a3" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: two [[function]] entries with the same name and different IDs are "
-                   "accepted; Profile.by_name keeps only the last, so the first cannot be encoded by name")
 def test_function_name_twice_in_file(tmp_path):
     path = tmp_path / "vendor.toml"
     path.write_text(_fn("") + _fn("", fid="0x82000021"))
@@ -335,9 +330,6 @@ def test_function_name_twice_in_file(tmp_path):
     assert str(path) in str(info.value) and "VENDOR_X" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an entry reusing a profile function's name under another ID silently "
-                   "removes that function (Profile.with_functions drops same-name functions) without "
-                   "replaces = true: 0x32000004 then decodes as unknown")
 def test_name_clash_needs_replaces(tmp_path):
     path = tmp_path / "vendor.toml"
     path.write_text(_fn("", name="OPTEE_SMC_CALL_WITH_ARG", fid="0x82000020"))

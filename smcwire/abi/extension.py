@@ -75,10 +75,14 @@ def parse_extension(data: Mapping[str, Any], profile: Profile, where: str = "<ex
         raise ExtensionError(f"{where}: no [[function]] entries")
     functions = [_function(e, f"{where}: function[{i}]", profile) for i, e in enumerate(entries)]
     seen: dict[int, str] = {}
+    names: set[str] = set()
     for f in functions:
         if f.id in seen:
             raise ExtensionError(f"{where}: {f.name} and {seen[f.id]} share ID {f.id:#010x}")
+        if f.name in names:
+            raise ExtensionError(f"{where}: function name {f.name} is defined twice")
         seen[f.id] = f.name
+        names.add(f.name)
     return tuple(functions)
 
 
@@ -93,9 +97,16 @@ def _function(entry: Any, where: str, profile: Profile) -> Function:
     fid = entry.get("id")
     if isinstance(fid, bool) or not isinstance(fid, int) or not 0 <= fid <= 0xFFFFFFFF:
         raise ExtensionError(f"{where}: key 'id' must be a 32-bit integer, got {fid!r}")
+    replaces = entry.get("replaces", False)
+    if not isinstance(replaces, bool):
+        raise ExtensionError(f"{where}: key 'replaces' must be true or false")
     known = profile.by_id.get(fid)
-    if known is not None and known.name != name and entry.get("replaces") is not True:
+    if known is not None and known.name != name and not replaces:
         raise ExtensionError(f"{where}: id {fid:#010x} is {known.name} in profile {profile.name}; "
+                             "set replaces = true to redefine it")
+    same_name = profile.by_name.get(name)
+    if same_name is not None and same_name.id != fid and not replaces:
+        raise ExtensionError(f"{where}: {name} is {same_name.id:#010x} in profile {profile.name}; "
                              "set replaces = true to redefine it")
     call = _layout(entry.get("call", []), f"{where}: key 'call'", c.Const(fid, c.Int64ul))
     returns: dict[int | None, c.Struct] = {DEFAULT: _layout(entry.get("returns", []), f"{where}: key 'returns'")}
@@ -106,7 +117,9 @@ def _function(entry: Any, where: str, profile: Profile) -> Function:
         try:
             status = int(key, 0)
         except ValueError:
-            raise ExtensionError(f"{where}: key 'returns_by_status.{key}' is not an integer status") from None
+            status = -1
+        if not 0 <= status <= 0xFFFFFFFF:
+            raise ExtensionError(f"{where}: key 'returns_by_status.{key}' is not a 32-bit status value")
         returns[status] = _layout(regs, f"{where}: key 'returns_by_status.{key}'")
     for key in ("summary", "source"):
         if not isinstance(entry.get(key, ""), str):
@@ -137,16 +150,18 @@ def _layout(regs: Any, where: str, a0: c.Construct | None = None) -> c.Struct:
         if len(covered) == 2:
             slots[first + 1] = c.Pass  # marks the second half as taken
     members = [s for s in slots if s is not c.Pass]
-    names = [m.name for m in members if isinstance(m, c.Renamed)]
-    if len(set(names)) != len(names):
-        raise ExtensionError(f"{where}: a field name is used twice ({', '.join(names)})")
-    return layout(*(m if m is not None else not_used() for m in members))
+    struct = layout(*(m if m is not None else not_used() for m in members))
+    names = [m.name for m in struct.subcons]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ExtensionError(f"{where}: name {twice[0]!r} is used twice (a register not listed is named aN)")
+    return struct
 
 
 def _register(spec: dict[str, Any], where: str, pair: bool) -> c.Construct:
     role = _ROLES.get(spec.get("role", "field"))
     if role is None:
-        raise ExtensionError(f"{where}.role must be one of {', '.join(map(repr, _ROLES))}")
+        raise ExtensionError(f"{where}.role is {spec.get('role')!r}; use one of {', '.join(map(repr, _ROLES))}")
     name = spec.get("name", spec["reg"].split(":")[0])
     if not isinstance(name, str) or not _IDENT.fullmatch(name):
         raise ExtensionError(f"{where}.name must be an identifier, got {name!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import construct as c
 
 from .function import DEFAULT, Function
-from .regs import M32, Reg, layout, not_used
+from .regs import M32, Reg, layout
 
 # Function ID, bit 31 down to bit 0 (Linux ARM_SMCCC_*_SHIFT, TF-A FUNCID_*_SHIFT).
 FUNCTION_ID = c.ByteSwapped(

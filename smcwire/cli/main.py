@@ -34,14 +34,30 @@ class InputFailure(click.ClickException):
 
 
 _INPUT_ERRORS = (InputError, EncodeError, ExtensionError, MsgError)
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2 shows help this way
 
 
 class _Group(click.Group):
+    """Turns smcwire's input errors and click's usage errors into one line and exit status 2."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _NO_ARGS_IS_HELP:
+            raise
+        except click.UsageError as e:
+            raise InputFailure(e.format_message()) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except _INPUT_ERRORS as e:
             raise InputFailure(str(e)) from None
+        except _NO_ARGS_IS_HELP:
+            raise
+        except click.UsageError as e:
+            raise InputFailure(e.format_message()) from None
 
 
 def _emit(data: Any) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import construct as c
 
 from ..abi.function import Function, RpcFunction
+from ..abi.optee import OPTEE_SMC_FUNCID_RETURN_FROM_RPC, OPTEE_SMC_STD_CALL_VAL
 from ..abi.profiles import DEFAULT_PROFILE, Profile, get_profile
 from ..abi.regs import BitReg, EncodeError, Layout, Role, unpack
 from ..abi.rpc import RPC_FUNCTIONS
@@ -60,7 +61,12 @@ def rpc_function(rpc: int | str) -> RpcFunction:
 def call_layout(name: str, profile: str | Profile = DEFAULT_PROFILE, rpc: int | str | None = None) -> Layout:
     """The layout a call to ``name`` is encoded with (``rpc``: the RETURN_FROM_RPC reply to it)."""
     function = _function(name, profile)
-    return rpc_function(rpc).reply_layout if rpc is not None else function.call_layout
+    if rpc is None:
+        return function.call_layout
+    if function.id != OPTEE_SMC_STD_CALL_VAL(OPTEE_SMC_FUNCID_RETURN_FROM_RPC):
+        raise EncodeError(f"{name} is not OPTEE_SMC_CALL_RETURN_FROM_RPC: an RPC reply is a RETURN_FROM_RPC "
+                          "call (or give the RPC request as a return of the call)")
+    return rpc_function(rpc).reply_layout
 
 
 def return_layout(name: str, status: int, profile: str | Profile = DEFAULT_PROFILE,

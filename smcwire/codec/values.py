@@ -3,7 +3,8 @@
 Values are hexadecimal with or without ``0x`` (traces print ``32000004``), or decimal on request.
 A register set is given positionally (a0 first, up to eight values, commas and parentheses as
 copied from an ftrace line are ignored) or as ``a0=… a1=…`` pairs, where ``x``/``w`` (arm64)
-and ``r`` (arm32) name the same registers; ``w`` and ``r`` registers are 32-bit.
+and ``r`` name the same registers. ``w`` registers are 32-bit; ``r`` is 64-bit because kprobe
+captures name the 64-bit results r0..r3 (arm32's r registers hold 32-bit values anyway).
 """
 
 from __future__ import annotations
@@ -51,13 +52,13 @@ def parse_registers(tokens: Iterable[str], decimal: bool = False) -> tuple[int, 
 
 def _from_pairs(words: list[str], pairs: list[re.Match[str] | None], decimal: bool) -> tuple[int, ...]:
     regs: dict[int, int] = {}
-    for word, m in zip(words, pairs):
+    for word, m in zip(words, pairs, strict=True):
         if m is None:
             raise InputError(f"{word!r}: mix of positional values and register=value pairs")
         prefix, index = m.group(1).lower(), int(m.group(2))
         if index in regs:
             raise InputError(f"register {index} given twice")
-        regs[index] = parse_value(m.group(3), decimal, 32 if prefix in "wr" else 64)
+        regs[index] = parse_value(m.group(3), decimal, 32 if prefix == "w" else 64)
     if 0 not in regs:
         raise InputError("a0 (the function ID) is missing")
     return tuple(regs.get(i, 0) for i in range(max(regs) + 1))
