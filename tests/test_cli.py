@@ -363,8 +363,8 @@ def test_encode_return(runner):
 
 
 def test_encode_return_by_status(runner):
-    # abi.md §2.1: EXCHANGE_CAPABILITIES ENOTAVAIL (7) has a1 = caps, no a2/a3 fields
-    data = ok_json(runner, "encode", "OPTEE_SMC_EXCHANGE_CAPABILITIES", "--return", "status=7", "sec_caps=2")
+    # abi.md §2.1 (corrected): EXCHANGE_CAPABILITIES ENOTAVAIL (7) has a1 = the NSEC caps echoed, no a2/a3
+    data = ok_json(runner, "encode", "OPTEE_SMC_EXCHANGE_CAPABILITIES", "--return", "status=7", "nsec_caps=2")
     assert (data["a0"], data["a1"]) == (7, 2)
     assert_input_error(run(runner, "encode", "OPTEE_SMC_EXCHANGE_CAPABILITIES", "--return", "status=7",
                            "max_notif_value=1"), "max_notif_value")

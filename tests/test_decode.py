@@ -107,12 +107,65 @@ def test_reserved_bits_and_sve_hint():
 
 def test_special_and_unknown_rpc_returns():
     call = decode_call((0x32000004, 0, 0x4632C000))
-    einval = decode_return(call, (0xFFFFFFEA,))
-    assert einval.is_rpc and einval.rpc is None and "OP-TEE is not loaded" in einval.notes[0]
+    einval = decode_return(call, (0xFFFFFFEA,))  # abi.md §7.3: TF-A opteed, OP-TEE not loaded
+    assert not einval.is_rpc and einval.status_name is None and "OP-TEE is not loaded" in einval.notes[0]
     odd = decode_return(call, (0xFFFF0009, 0, 0, 1))
     assert odd.is_rpc and "unknown RPC function 0x9" in odd.notes[0]
     unknown_fn = decode_return(call, (0xFFFFFFFF,))
     assert unknown_fn.status_name == "OPTEE_SMC_RETURN_UNKNOWN_FUNCTION" and not unknown_fn.is_rpc
+    assert unknown_fn.notes == ()
+
+
+@pytest.mark.parametrize("call, ret, note", [
+    ((0x32000004, 0, 0x4632C000), (8,), "0x8 is not an OPTEE_SMC_RETURN_* value"),  # abi.md §7.5 #18
+    ((0x32000004, 0, 0x4632C000), (0x32000004,), "Xen's mediator"),  # X7: a0 echoed back
+    ((0xB200000F,), (0xFFFF0005,), "cannot make RPCs"),  # a fast call never RPCs
+])
+def test_unexpected_status_values(call, ret, note):
+    r = decode_return(call, ret)
+    assert r.status_name is None and not r.is_rpc and note in r.notes[0]
+
+
+def test_load_image_einval_means_zero_size():
+    # abi.md §2.1: LOAD_IMAGE -EINVAL = size or PA 0 (Linux sends zeros on purpose), not "not loaded"
+    r = decode_return((0xBF000002, 0, 0, 0, 0), (0xFFFFFFEA,))
+    assert r.status_name == "-EINVAL: size or address is 0" and r.notes == ()
+
+
+def test_error_returns_do_not_claim_fields_are_preserved():
+    # abi.md §2.1: GET_PROTMEM_CONFIG ENOTAVAIL: a1-a3 not used (optee_os: a1 = a2 = 0, a3 = 64)
+    r = decode_return((0xB2000014, 0, 0, 0, 0, 0, 0, 0), (7, 0, 0, 0x40, 0, 0, 0, 0))
+    assert r.status_name == "OPTEE_SMC_RETURN_ENOTAVAIL" and r.notes == ()
+    r = decode_return((0xB2000007, 0, 0, 0, 0, 0, 0, 0), (7, 5, 6, 7, 0, 0, 0, 0))
+    assert r.notes == ()
+
+
+def test_exchange_capabilities_enotavail_echoes_nsec_caps():
+    # abi.md §2.1 (corrected): optee_os returns ENOTAVAIL before writing a1
+    call = decode_call((0xB2000009, 3, 0, 0, 0, 0, 0, 0))
+    assert call.notes == ("a1 = 0x3: bits 0x2 are not allowed (OPTEE_SMC_NSEC_CAP_* normal-world capabilities; "
+                          "optee_os answers ENOTAVAIL to any bit but UNIPROCESSOR (abi.md §7.2 S12))",)
+    r = decode_return(call, (7, 3, 0, 0))
+    assert r.fields == {"status": 7, "nsec_caps": 3}
+    assert r.layout.slot("nsec_caps").flags == {"OPTEE_SMC_NSEC_CAP_UNIPROCESSOR": 1}
+
+
+def test_rpc_layouts_follow_the_header():
+    # abi.md §4: ALLOC request a4-a5 not used, a6-a7 resume; replies to FREE/CMD echo the cookie (Linux)
+    alloc = decode_return((0x32000004,), (0xFFFF0000, 0x1000, 0, 1))
+    assert [s.role.value for s in alloc.layout.slots if s.reg in (4, 5, 6, 7)] == [
+        "not used", "not used", "resume information", "resume information"]
+    echoed = decode_call((0x32000003, 0xFFFF5BF3, 0x45E7A000, 0, 0xFFFF5BF3, 0x45E7A000, 0, 0), rpc=5)
+    assert echoed.notes == ()
+    generic = decode_call((0x32000003, 0, 0, 1, 0, 0, 5, 0))  # a6 is resume information, not "not used"
+    assert generic.notes == ()
+    assert decode_call((0x32000003, 0, 0, 1), rpc=9).notes == ("answers unknown RPC function 0x9: generic layout",)
+
+
+def test_general_queries_answered_by_nobody():
+    # "api uid mismatch": no OP-TEE behind TF-A, a0 = SMC_UNK (formats.md §2.5)
+    r = decode_return((0xBF00FF01,), (0xFFFFFFFFFFFFFFFF, 0, 0, 0))
+    assert r.layout.slots[0].names[r.fields["uid_0"]].startswith("SMC_UNK")
 
 
 def test_preserved_registers_checked_when_present():

@@ -75,6 +75,20 @@ def test_xen_guest_forwards_eleven_functions():
         assert decode_call((a0,), "xen-guest").function is None
 
 
+def test_xen_guest_decoding():
+    # X1: not forwarded, answered by Xen; X4: only a0/a1 written, SEC caps masked
+    assert "Xen's mediator does not forward it" in decode_call((0x32000012,), "xen-guest").notes[0]
+    assert "OP-TEE answers EBADCMD" in decode_call((0x32000030,)).notes[0]
+    call = (0xB2000009, 0, 0, 0, 0, 0, 0, 0)
+    r = decode_return(call, (0, 0xF5, 0, 0), "xen-guest")
+    assert r.fields == {"status": 0, "sec_caps": 0xF5}
+    assert r.notes == ("a1 = 0xf5: bits 0xe1 are not allowed (OP-TEE's SEC caps as Xen masks them (X4))",)
+    assert decode_return(call, (0, 0x16, 0, 0), "xen-guest").notes == ()
+    # OP-TEE's own answer (a2 notif max, a3 RPC params) cannot reach a guest: Xen leaves a2/a3 alone
+    assert decode_return(call, (0, 0x16, 0x42, 4), "xen-guest").notes == (
+        "a2 not preserved: 0x0 in, 0x42 out", "a3 not preserved: 0x0 in, 0x4 out")
+
+
 def test_xen_guest_capability_masking():
     # X4: SEC caps masked to 0x17, then RESERVED_SHM cleared; NSEC masked to UNIPROCESSOR
     caps = decode_caps(0xF5, profile="xen-guest")

@@ -10,13 +10,12 @@ core (GET_OS_REVISION build id, addresses), which those fields keep (``width=64`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import construct as c
 
 from . import msg
 from .function import DEFAULT, Function
-from .regs import Bits, BitReg, Pair, Reg, Role, layout, mbz, not_used, preserved
+from .regs import Bits, BitReg, Pair, Reg, Role, layout, mbz, not_used, preserved, resume
 from .smccc import call_val
 
 _OS = "optee_os core/arch/arm/include/sm/optee_smc.h"
@@ -104,6 +103,7 @@ SEC_CAP_BITS: dict[str, int] = {
 }
 SEC_CAPS = c.FlagsEnum(c.Int32ul, **SEC_CAP_BITS)
 NSEC_CAPS = c.FlagsEnum(c.Int32ul, OPTEE_SMC_NSEC_CAP_UNIPROCESSOR=1 << 0)
+NSEC_CAP_VALID = 1 << 0
 
 # --- Function numbers (OPTEE_SMC_FUNCID_*) ----------------------------------------------------
 OPTEE_SMC_FUNCID_CALLS_COUNT = 0xFF00
@@ -162,8 +162,9 @@ def call_layout(fid: int, *args: c.Construct) -> c.Struct:
 
 
 def _api_call(fid: int) -> c.Struct:
-    """The owner-63 general queries: the header lists only a0."""
-    return layout(_fid(fid))
+    """The general queries: the header lists only a0; with virtualization OP-TEE reads a7 as the
+    guest ID on every fast call (abi.md §7.2 S14), and Xen sets it (X2)."""
+    return call_layout(fid)
 
 
 def result_layout(*fields: c.Construct, preserved_from: int | None = None, doc: str = "OPTEE_SMC_RETURN_*") -> c.Struct:
@@ -173,6 +174,9 @@ def result_layout(*fields: c.Construct, preserved_from: int | None = None, doc: 
     return layout(_status(doc), *fields, *(not_used() for _ in range(regs, start)),
                   *(preserved() for _ in range(start, 8)))
 
+
+# a0 = -1 from a call whose a0 is data: nobody implements it (TF-A SMC_UNK, abi.md §1, §7.3)
+NOT_ANSWERED = {OPTEE_SMC_RETURN_UNKNOWN_FUNCTION: "SMC_UNK / OPTEE_SMC_RETURN_UNKNOWN_FUNCTION: not implemented"}
 
 _STALE = "not used: stale secure-world values on AArch64 (abi.md §2.1)"
 
@@ -187,7 +191,9 @@ def _std_returns() -> dict[int | None, c.Struct]:
 
 
 def _simple_returns(*ok_fields: c.Construct, preserved_from: int | None = None) -> dict[int | None, c.Struct]:
-    return {OPTEE_SMC_RETURN_OK: result_layout(*ok_fields, preserved_from=preserved_from), DEFAULT: result_layout()}
+    """OK: ``ok_fields``; any other status: the same registers "not used", the rest preserved."""
+    return {OPTEE_SMC_RETURN_OK: result_layout(*ok_fields, preserved_from=preserved_from),
+            DEFAULT: result_layout(preserved_from=preserved_from)}
 
 
 # --- Functions ---------------------------------------------------------------------------------
@@ -220,7 +226,9 @@ def exchange_capabilities(sec_caps: c.FlagsEnum) -> Function:
     fid = OPTEE_SMC_FAST_CALL_VAL(OPTEE_SMC_FUNCID_EXCHANGE_CAPABILITIES)
     return Function(
         "OPTEE_SMC_EXCHANGE_CAPABILITIES", fid, "negotiate capabilities with OP-TEE", _BOTH,
-        call_layout(fid, "nsec_caps" / Reg("OPTEE_SMC_NSEC_CAP_* normal-world capabilities", flags=NSEC_CAPS)),
+        call_layout(fid, "nsec_caps" / Reg("OPTEE_SMC_NSEC_CAP_* normal-world capabilities; optee_os answers "
+                                           "ENOTAVAIL to any bit but UNIPROCESSOR (abi.md §7.2 S12)",
+                                           flags=NSEC_CAPS, valid=NSEC_CAP_VALID)),
         {
             OPTEE_SMC_RETURN_OK: result_layout(
                 "sec_caps" / sec_caps_reg(sec_caps),
@@ -229,8 +237,8 @@ def exchange_capabilities(sec_caps: c.FlagsEnum) -> Function:
                               Bits("a3_reserved", 8, 24, "bits 31:8 reserved", Role.MBZ)),
                 preserved_from=4),
             OPTEE_SMC_RETURN_ENOTAVAIL: result_layout(
-                "sec_caps" / sec_caps_reg(sec_caps, "SEC caps per the header; optee_os echoes the NSEC caps "
-                                                    "(entry_fast.c)"),
+                "nsec_caps" / Reg("the header says SEC caps, but optee_os returns before writing a1: it holds "
+                                  "the NSEC caps passed in (entry_fast.c)", flags=NSEC_CAPS),
                 preserved_from=2),
             DEFAULT: result_layout(),
         })
@@ -249,7 +257,7 @@ def optee_functions(sec_caps: c.FlagsEnum = SEC_CAPS) -> tuple[Function, ...]:
                  "number of SMC functions implemented (optee_os: 12, +2 with virtualization; Xen: 11)",
                  f"{_OS} (Linux's macro is broken and unused)",
                  _api_call(_api_val(OPTEE_SMC_FUNCID_CALLS_COUNT)),
-                 {DEFAULT: layout("count" / Reg("number of functions"))}),
+                 {DEFAULT: layout("count" / Reg("number of functions", names=NOT_ANSWERED))}),
         Function("OPTEE_SMC_CALLS_UID", _api_val(OPTEE_SMC_FUNCID_CALLS_UID),
                  "API UID: OP-TEE's 384fb3e0-e7f8-11e3-af63-0002a5d5c51b (or TF-A's image-load UID)", _BOTH,
                  _api_call(_api_val(OPTEE_SMC_FUNCID_CALLS_UID)),
@@ -257,7 +265,8 @@ def optee_functions(sec_caps: c.FlagsEnum = SEC_CAPS) -> tuple[Function, ...]:
         Function("OPTEE_SMC_CALLS_REVISION", _api_val(OPTEE_SMC_FUNCID_CALLS_REVISION),
                  "API revision (OPTEE_MSG_REVISION_MAJOR 2, MINOR 0)", _BOTH,
                  _api_call(_api_val(OPTEE_SMC_FUNCID_CALLS_REVISION)),
-                 {DEFAULT: layout("major" / Reg("API major revision"), "minor" / Reg("API minor revision"))}),
+                 {DEFAULT: layout("major" / Reg("API major revision", names=NOT_ANSWERED),
+                                  "minor" / Reg("API minor revision"))}),
         Function("OPTEE_SMC_CALL_GET_OS_UUID", fast(OPTEE_SMC_FUNCID_GET_OS_UUID),
                  "UUID of the Trusted OS (486178e0-e7f8-11e3-bc5e-0002a5d5c51b for OP-TEE)", _BOTH,
                  _api_call(fast(OPTEE_SMC_FUNCID_GET_OS_UUID)),
@@ -266,7 +275,8 @@ def optee_functions(sec_caps: c.FlagsEnum = SEC_CAPS) -> tuple[Function, ...]:
         Function("OPTEE_SMC_CALL_GET_OS_REVISION", fast(OPTEE_SMC_FUNCID_GET_OS_REVISION),
                  "OP-TEE OS revision and build id", _BOTH,
                  _api_call(fast(OPTEE_SMC_FUNCID_GET_OS_REVISION)),
-                 {DEFAULT: layout("major" / Reg("OS major revision"), "minor" / Reg("OS minor revision"),
+                 {DEFAULT: layout("major" / Reg("OS major revision", names=NOT_ANSWERED),
+                                  "minor" / Reg("OS minor revision"),
                                   "build_id" / Reg("build id, 0 = unspecified; a 64-bit core may put a "
                                                    "16-hex-digit git SHA1 in the full x2", width=64))}),
         Function("OPTEE_SMC_CALL_LOAD_IMAGE", _api_val(OPTEE_SMC_FUNCID_LOAD_IMAGE),
@@ -283,8 +293,8 @@ def optee_functions(sec_caps: c.FlagsEnum = SEC_CAPS) -> tuple[Function, ...]:
                         "rpc_a2" / Reg("a2 of the RPC (ALLOC: lower PA of the buffer)"),
                         "thread_id" / Reg("OP-TEE thread id: a3 of the RPC return"),
                         "cookie" / Pair("ALLOC cookie; Linux keeps it for every later resume of the call"),
-                        not_used(), _client_id()),
-                 {**_std_returns()}, rpc=True),
+                        resume(), _client_id()),
+                 {DEFAULT: _std_returns()[DEFAULT]}, rpc=True),
         call_with_arg("OPTEE_SMC_CALL_WITH_ARG", std(OPTEE_SMC_FUNCID_CALL_WITH_ARG),
                       "yielding call with a struct optee_msg_arg at a physical address"),
         Function("OPTEE_SMC_GET_SHM_CONFIG", fast(OPTEE_SMC_FUNCID_GET_SHM_CONFIG),
@@ -357,6 +367,9 @@ def optee_functions(sec_caps: c.FlagsEnum = SEC_CAPS) -> tuple[Function, ...]:
     )
 
 
-def _word_names(*uids: str) -> list[Mapping[int, str]]:
-    """Per UID word index, the name of each known UID's word (0x384fb3e0 -> OPTEE_MSG_UID_0)."""
-    return [{getattr(msg, f"{name}_{i}"): f"{name}_{i}" for name in uids} for i in range(4)]
+def _word_names(*uids: str) -> list[dict[int, str]]:
+    """Per UID word index, the name of each known UID's word (0x384fb3e0 -> OPTEE_MSG_UID_0);
+    word 0 also names SMC_UNK, the answer when no Trusted OS serves the call."""
+    names: list[dict[int, str]] = [{getattr(msg, f"{name}_{i}"): f"{name}_{i}" for name in uids} for i in range(4)]
+    names[0] |= NOT_ANSWERED
+    return names

@@ -13,9 +13,9 @@ from functools import cache
 
 import construct as c
 
-from . import proposals, psci, smccc
+from . import proposals, psci, smccc, xen
 from .function import Function
-from .optee import NSEC_CAPS, SEC_CAP_BITS, SEC_CAPS, optee_functions
+from .optee import NSEC_CAPS, SEC_CAPS, optee_functions
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +31,9 @@ class Profile:
     nsec_caps: c.FlagsEnum = NSEC_CAPS
     sec_caps_mask: int | None = None
     nsec_caps_mask: int | None = None
+    # who answers an ID of the Trusted OS range that the profile does not know
+    unknown_fast: str = "OP-TEE answers UNKNOWN_FUNCTION"
+    unknown_yielding: str = "OP-TEE answers EBADCMD after taking a thread"
     by_id: dict[int, Function] = field(init=False, repr=False)
     by_name: dict[str, Function] = field(init=False, repr=False)
 
@@ -73,29 +76,15 @@ def _sysinv(name: str, summary: str, source: str, extra: tuple[Function, ...], d
     return Profile(name, summary, source, _COMMON + functions, sec_caps=proposals.SEC_CAPS_SYSINV)
 
 
-_XEN_FORWARDED = (  # Xen xen/arch/arm/tee/optee.c optee_handle_call (abi.md §7.4 X1)
-    "OPTEE_SMC_CALLS_COUNT", "OPTEE_SMC_CALLS_UID", "OPTEE_SMC_CALLS_REVISION", "OPTEE_SMC_CALL_GET_OS_UUID",
-    "OPTEE_SMC_CALL_GET_OS_REVISION", "OPTEE_SMC_ENABLE_SHM_CACHE", "OPTEE_SMC_DISABLE_SHM_CACHE",
-    "OPTEE_SMC_GET_SHM_CONFIG", "OPTEE_SMC_EXCHANGE_CAPABILITIES", "OPTEE_SMC_CALL_WITH_ARG",
-    "OPTEE_SMC_CALL_RETURN_FROM_RPC",
-)
-# X4: SEC caps masked to RESERVED_SHM|UNREGISTERED_SHM|DYNAMIC_SHM|MEMREF_NULL, then RESERVED_SHM
-# cleared; NSEC caps masked to UNIPROCESSOR.
-XEN_SEC_CAPS_MASK = (
-    SEC_CAP_BITS["OPTEE_SMC_SEC_CAP_UNREGISTERED_SHM"]
-    | SEC_CAP_BITS["OPTEE_SMC_SEC_CAP_DYNAMIC_SHM"]
-    | SEC_CAP_BITS["OPTEE_SMC_SEC_CAP_MEMREF_NULL"]
-)
-XEN_NSEC_CAPS_MASK = 0x1
-
-
 def _xen_guest() -> Profile:
     optee = {f.name: f for f in optee_functions()}
+    optee["OPTEE_SMC_EXCHANGE_CAPABILITIES"] = xen.exchange_capabilities_xen()
     return Profile(
         "xen-guest", "a guest behind Xen's OP-TEE mediator: 11 functions forwarded, capabilities masked",
         "Xen xen/arch/arm/tee/optee.c (optee_handle_call, handle_exchange_capabilities)",
-        _COMMON + tuple(optee[n] for n in _XEN_FORWARDED),
-        sec_caps_mask=XEN_SEC_CAPS_MASK, nsec_caps_mask=XEN_NSEC_CAPS_MASK)
+        _COMMON + tuple(optee[n] for n in xen.FORWARDED),
+        sec_caps_mask=xen.SEC_CAPS_MASK, nsec_caps_mask=xen.NSEC_CAPS_MASK,
+        unknown_fast=xen.UNFORWARDED, unknown_yielding=xen.UNFORWARDED)
 
 
 _BUILDERS = {

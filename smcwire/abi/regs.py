@@ -52,6 +52,7 @@ class Reg(c.Adapter):  # type: ignore[misc]
         width: int = 32,
         names: Mapping[int, str] | None = None,
         flags: c.FlagsEnum | None = None,
+        valid: int | None = None,
     ) -> None:
         super().__init__(WORD)
         self.doc = doc
@@ -59,6 +60,7 @@ class Reg(c.Adapter):  # type: ignore[misc]
         self.width = width
         self.names = names
         self.flags = flags
+        self.valid = valid  # the bits that may be set, when the ABI restricts them
 
     def _decode(self, obj: int, context: Any, path: str) -> int:
         return obj & ((1 << self.width) - 1)
@@ -77,6 +79,7 @@ class Pair(c.Adapter):  # type: ignore[misc]
         self.width = 64
         self.names: Mapping[int, str] | None = None
         self.flags = None
+        self.valid = None
 
     def _decode(self, obj: list[int], context: Any, path: str) -> int:
         return ((obj[0] & M32) << 32) | (obj[1] & M32)
@@ -190,6 +193,7 @@ class Slot:
     doc: str
     names: Mapping[int, str] | None
     flags: Mapping[str, int] | None
+    valid: int | None = None  # bits that may be set (a non-zero rest is flagged)
 
     @property
     def regs(self) -> str:
@@ -243,12 +247,13 @@ def compile_layout(struct: c.Struct) -> Layout:
         elif isinstance(sub, (Reg, Pair)):
             flags = dict(sub.flags.flags) if sub.flags is not None else None
             mask = (1 << sub.width) - 1
-            slots.append(Slot(member.name, sub.role, reg, 0, mask, isinstance(sub, Pair), sub.doc, sub.names, flags))
+            slots.append(Slot(member.name, sub.role, reg, 0, mask, isinstance(sub, Pair), sub.doc, sub.names, flags,
+                              sub.valid))
         elif not isinstance(sub, (c.Const, FunctionIdReg)):  # the function ID in a0
             raise TypeError(f"unsupported layout member {member.name}: {sub!r}")
         reg += member.sizeof() // 8
     fields = tuple(s for s in slots if s.role is Role.FIELD)
-    checks = tuple(s for s in slots if s.role in (Role.MBZ, Role.NOT_USED))
+    checks = tuple(s for s in slots if s.role in (Role.MBZ, Role.NOT_USED) or s.valid is not None)
     return Layout(struct, tuple(slots), fields, checks)
 
 

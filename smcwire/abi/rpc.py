@@ -31,10 +31,10 @@ def _thread_id() -> c.Renamed:
     return "thread_id" / Reg("OP-TEE thread id (resume information)")
 
 
-def _request(func: int, *a1_a2: c.Construct) -> c.Struct:
-    """a0 = RPC code, a1-a2 as given, a3 = thread id, a4-a7 resume information."""
+def _request(func: int, *a1_a2: c.Construct, a4_a5: tuple[c.Construct, ...] | None = None) -> c.Struct:
+    """a0 = RPC code, a1-a2 as given, a3 = thread id, a4-a7 resume information (unless given)."""
     return layout(c.Const(OPTEE_SMC_RPC_VAL(func), c.Int64ul), *a1_a2, _thread_id(),
-                  *(resume() for _ in range(4)))
+                  *(a4_a5 or (resume(), resume())), resume(), resume())
 
 
 def _reply(*a1_a2: c.Construct, a4_a5: tuple[c.Construct, ...] = (resume(), resume())) -> c.Struct:
@@ -43,13 +43,18 @@ def _reply(*a1_a2: c.Construct, a4_a5: tuple[c.Construct, ...] = (resume(), resu
                   "client_id" / Reg("hypervisor client ID"))
 
 
+# FREE/CMD replies: the header says a1-a2 "not used"; Linux sends the RPC's a1:a2 (the cookie) back
+_ECHOED = (resume("not used (header); Linux passes back the RPC's a1"),
+           resume("not used (header); Linux passes back the RPC's a2"))
+
 RPC_FUNCTIONS = {
     rpc.func: rpc
     for rpc in (
         RpcFunction(
             "OPTEE_SMC_RPC_FUNC_ALLOC", OPTEE_SMC_RPC_FUNC_ALLOC,
             "allocate shared memory for an RPC argument struct", _SRC,
-            _request(OPTEE_SMC_RPC_FUNC_ALLOC, "size" / Reg("size in bytes"), not_used()),
+            _request(OPTEE_SMC_RPC_FUNC_ALLOC, "size" / Reg("size in bytes"), not_used(),
+                     a4_a5=(not_used(), not_used())),
             _reply("buf_pa" / Pair("physical address of the buffer; 0 if size 0 or failure"),
                    a4_a5=("cookie" / Pair("cookie of the buffer (Linux: struct tee_shm *)"),)),
         ),
@@ -57,7 +62,7 @@ RPC_FUNCTIONS = {
             "OPTEE_SMC_RPC_FUNC_FREE", OPTEE_SMC_RPC_FUNC_FREE,
             "free shared memory allocated by RPC ALLOC", _SRC,
             _request(OPTEE_SMC_RPC_FUNC_FREE, "cookie" / Pair("cookie of the buffer to free")),
-            _reply(not_used(), not_used()),
+            _reply(*_ECHOED),
         ),
         RpcFunction(
             "OPTEE_SMC_RPC_FUNC_FOREIGN_INTR", OPTEE_SMC_RPC_FUNC_FOREIGN_INTR,
@@ -70,7 +75,7 @@ RPC_FUNCTIONS = {
             "run the command in the RPC struct optee_msg_arg (OPTEE_RPC_CMD_*)", _SRC,
             _request(OPTEE_SMC_RPC_FUNC_CMD, "cookie" / Pair("cookie of the shared memory holding the "
                                                              "RPC optee_msg_arg")),
-            _reply(not_used(), not_used()),
+            _reply(*_ECHOED),
         ),
     )
 }

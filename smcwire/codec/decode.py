@@ -103,14 +103,18 @@ def _fields(layout: Layout, regs: tuple[int, ...]) -> dict[str, int]:
 
 
 def _checks(layout: Layout, regs: tuple[int, ...], call: bool) -> list[str]:
-    """Notes on non-zero "must be zero" registers (and, in a call, "not used" ones)."""
+    """Notes on non-zero "must be zero" registers, bits outside a register's valid mask and, in a
+    call, non-zero "not used" registers (undefined, ignored by the callee)."""
     notes = []
     n = len(regs)
     for s in layout.checks:
-        if s.reg >= n or (s.role is Role.NOT_USED and not call):
+        if s.reg >= n:
             continue
         value = (regs[s.reg] >> s.lo) & s.mask
-        if value:
+        if s.valid is not None:
+            if value & ~s.valid:
+                notes.append(f"{s.regs} = {value:#x}: bits {value & ~s.valid:#x} are not allowed ({s.doc})")
+        elif value and (call or s.role is not Role.NOT_USED):
             notes.append(f"{s.regs} = {value:#x}: {s.role.value}" + (f" ({s.doc})" if s.doc != s.role.value else ""))
     return notes
 
@@ -127,7 +131,7 @@ def _id_notes(fid: FunctionId, function: Function | None, profile: Profile) -> l
                 what += f": {same[0].name} is {_shape(same[0].id)}, this is {_shape(fid.value)}"
             elif same:
                 what += f": {same[0].name} with bits 23:16 set"
-            what += " (OP-TEE answers " + ("UNKNOWN_FUNCTION)" if fid.fast else "EBADCMD after taking a thread)")
+            what += f" ({profile.unknown_fast if fid.fast else profile.unknown_yielding})"
         notes.append(what)
     return notes
 
@@ -183,6 +187,8 @@ class Decoder:
             rpc_function = RPC_FUNCTIONS.get(rpc)
             if rpc_function is not None:
                 reader = self._reader(rpc_function.reply_layout)
+            else:
+                notes = notes + (f"answers unknown RPC function {rpc:#x}: generic layout",)
         if len(regs) >= reader.need:
             fields = reader.fields(regs)
             if function is not None and reader.suspect_call(regs):
@@ -199,15 +205,15 @@ class Decoder:
         trusted_os = call is not None and call.fid.owner in _TRUSTED_OS
         notes: list[str] = []
         rpc = None
-        if function is not None and function.rpc and optee.OPTEE_SMC_RETURN_IS_RPC(status):
+        is_rpc = (function is not None and function.rpc and status not in optee.SPECIAL_RETURNS
+                  and optee.OPTEE_SMC_RETURN_IS_RPC(status))
+        if is_rpc:
             rpc = RPC_FUNCTIONS.get(status & optee.OPTEE_SMC_RETURN_RPC_FUNC_MASK)
             layout = rpc.request_layout if rpc else _UNKNOWN_RPC
             name = rpc.name if rpc else None
             if rpc is None:
-                notes.append(optee.SPECIAL_RETURNS.get(
-                    status, f"unknown RPC function {status & 0xFFFF:#x}: Linux warns \"Unknown RPC func\" "
-                            "and resumes"))
-            is_rpc = True
+                notes.append(f"unknown RPC function {status & 0xFFFF:#x}: Linux warns \"Unknown RPC func\" "
+                             "and resumes")
         else:
             if function is not None:
                 layout = function.return_layout(status)
@@ -215,9 +221,8 @@ class Decoder:
                 layout = _UNKNOWN_RETURN_OPTEE if trusted_os else _UNKNOWN_RETURN_SMCCC
             first = layout.slots[0]
             name = first.names.get(status) if first.names else None
-            if trusted_os and status in optee.SPECIAL_RETURNS:
-                notes.append(optee.SPECIAL_RETURNS[status])
-            is_rpc = False
+            if name is None and call is not None and trusted_os and first.names is optee.OPTEE_SMC_RETURN:
+                notes.append(_unexpected_status(call, status))
         plan = (self._reader(layout), name, rpc, tuple(notes), is_rpc)
         if len(self._returns) < self._CACHE_LIMIT:
             self._returns[(call.fid.value if call is not None else -1, status)] = plan
@@ -247,6 +252,18 @@ class Decoder:
                                       if i < n and (call.regs[i] & M32) != (regs[i] & M32))
         return Return(regs, status, name, call.function if call is not None else None, rpc, reader.layout,
                       fields, notes, is_rpc)
+
+
+def _unexpected_status(call: Call, status: int) -> str:
+    """Why an OP-TEE call's a0 result is not an OPTEE_SMC_RETURN_* value (abi.md §7.5 #18)."""
+    if status in optee.SPECIAL_RETURNS:
+        return optee.SPECIAL_RETURNS[status]
+    if status == call.fid.value:
+        return ("a0 still holds the function ID: the call was not answered (Xen's mediator leaves a0 as it was "
+                "when it rejects the message, abi.md §7.4 X7)")
+    if optee.OPTEE_SMC_RETURN_IS_RPC(status):
+        return f"{status:#x} is an RPC request, but {call.name or 'this call'} cannot make RPCs"
+    return f"{status:#x} is not an OPTEE_SMC_RETURN_* value"
 
 
 _RETURN_FROM_RPC = optee.OPTEE_SMC_STD_CALL_VAL(optee.OPTEE_SMC_FUNCID_RETURN_FROM_RPC)

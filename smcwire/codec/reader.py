@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..abi.regs import M32, Layout, Role
+from ..abi.regs import M32, Layout, Role, Slot
 
 Regs = tuple[int, ...]
 
@@ -29,6 +29,13 @@ def _expr(reg: int, lo: int, mask: int) -> str:
     return f"((r[{reg}] >> {lo}) & {mask:#x})" if lo else f"(r[{reg}] & {mask:#x})"
 
 
+def _check_expr(s: Slot) -> str:
+    """Non-zero when the slot holds what it must not: any value (MBZ, not used) or bits outside
+    its ``valid`` mask."""
+    mask = s.mask if s.valid is None else s.mask & ~s.valid
+    return _expr(s.reg, s.lo, mask)
+
+
 def _lambda(body: str) -> Callable[[Regs], object]:
     return eval(f"lambda r: {body}", {})  # noqa: S307 - source generated from the slot table only
 
@@ -41,8 +48,8 @@ def compile_reader(layout: Layout) -> Reader:
             items.append(f"{s.name!r}: ((r[{s.reg}] & {M32:#x}) << 32) | (r[{s.reg + 1}] & {M32:#x})")
         else:
             items.append(f"{s.name!r}: {_expr(s.reg, s.lo, s.mask)}")
-    checked_call = [_expr(s.reg, s.lo, s.mask) for s in layout.checks]
-    checked_ret = [_expr(s.reg, s.lo, s.mask) for s in layout.checks if s.role is Role.MBZ]
+    checked_call = [_check_expr(s) for s in layout.checks]
+    checked_ret = [_check_expr(s) for s in layout.checks if s.role is not Role.NOT_USED]
     need = 1 + max((s.reg + int(s.pair) for s in layout.slots), default=0)
     return Reader(
         layout, need,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from tabulate import tabulate
 
 from ..abi.function import Function, RpcFunction
-from ..abi.regs import Layout
+from ..abi.regs import Layout, Role
 from ..codec.caps import Caps
 from ..codec.decode import Call, Return
 from .describe import describe, layout_summary, returns_summary, role_label
@@ -19,7 +19,12 @@ def _rows(layout: Layout, regs: tuple[int, ...]) -> list[tuple[str, str, str, st
     rows = []
     for s in layout.slots:
         value = s.get(regs)
-        shown = "-" if value is None else f"{value:#x}"
+        if value is None:
+            shown = "-"
+        elif s.role is not Role.FIELD and s.regs == f"a{s.reg}":  # whole register: show all 64 bits
+            shown = f"{regs[s.reg]:#x}"
+        else:
+            shown = f"{value:#x}"
         rows.append((s.regs, shown, role_label(s), describe(s, value) or s.doc))
     return rows
 
