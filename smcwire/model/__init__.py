@@ -1,0 +1,1 @@
+"""The event model: typed, immutable records the input layer produces and the analyzer reads."""

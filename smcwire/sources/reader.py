@@ -1,0 +1,97 @@
+"""Reading inputs into events, with every line accounted for.
+
+Each line of each file ends up in exactly one bucket: it went into an event (``event_lines``),
+it is foreign (recognised as not ours: other tracepoints, headers, other programs' output), or
+it is malformed (looked like ours but did not parse; a ``file:line: reason`` diagnostic is kept
+for the first ``MAX_DIAGNOSTICS``). ``lines == event_lines + foreign + malformed`` always.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+
+from ..model.events import Event
+from .base import Malformed
+from .formats import choose
+from .io import Input, LineTooLong, expand_inputs, read_lines
+
+MAX_DIAGNOSTICS = 20
+SNIFF_LINES = 64
+
+
+@dataclass
+class FileStats:
+    """What one input held."""
+
+    file: str
+    format: str = "?"
+    compression: str | None = None
+    lines: int = 0
+    event_lines: int = 0
+    foreign: int = 0
+    malformed: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+    lost_markers: int = 0
+    binary_lines: int = 0  # lines with NUL bytes or invalid UTF-8
+    diagnostics: list[str] = field(default_factory=list)  # first MAX_DIAGNOSTICS malformed lines
+    error: str | None = None  # the file could not be read to its end
+
+    def malformed_line(self, lineno: int, reason: str) -> None:
+        self.malformed += 1
+        if len(self.diagnostics) < MAX_DIAGNOSTICS:
+            self.diagnostics.append(f"{self.file}:{lineno}: {reason}")
+
+
+class TraceReader:
+    """Iterate the events of several inputs, in order; ``stats`` fills as files are read."""
+
+    def __init__(self, inputs: Iterable[str | Input], input_format: str | None = None) -> None:
+        self.inputs = [i if isinstance(i, Input) else expand_inputs([i])[0] for i in inputs]
+        self.input_format = input_format
+        self.stats: list[FileStats] = []
+
+    @classmethod
+    def from_names(cls, names: Iterable[str], input_format: str | None = None) -> TraceReader:
+        """Inputs as given on a command line: files, directories, ``-``."""
+        return cls(expand_inputs(names), input_format)
+
+    def __iter__(self) -> Iterator[Event]:
+        for inp in self.inputs:
+            yield from self.read(inp)
+
+    def read(self, inp: Input) -> Iterator[Event]:
+        stats = FileStats(inp.name)
+        self.stats.append(stats)
+        stream, stats.compression, _ = inp.open()
+        with stream:
+            lines = read_lines(stream, inp.name)
+            head = [x for x in islice(lines, SNIFF_LINES)]
+            parser = choose([x for x in head if not isinstance(x, LineTooLong)], self.input_format)(inp.name)
+            stats.format = parser.name
+            feed = parser.feed
+            events = stats.events
+            lineno = 0
+            for lineno, line in enumerate(chain(head, lines), 1):
+                if type(line) is LineTooLong:
+                    stats.malformed_line(lineno, f"line of {line.length} bytes is too long (limit 1 MiB)")
+                    continue
+                out = feed(lineno, line)  # type: ignore[arg-type]
+                if out is None:
+                    stats.foreign += 1
+                elif type(out) is Malformed:
+                    stats.malformed_line(lineno, out.reason)
+                else:
+                    stats.event_lines += 1
+                    for event in out:
+                        events[event.KIND] += 1
+                        yield event
+                if b"\x00" in line:  # type: ignore[operator]
+                    stats.binary_lines += 1
+            stats.lines = lineno
+            for event in parser.finish():
+                events[event.KIND] += 1
+                yield event
+        stats.lost_markers = events["lost_events"]
