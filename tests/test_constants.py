@@ -84,7 +84,7 @@ def test_rpc_encoding():
     expected = {"OPTEE_SMC_RPC_FUNC_ALLOC": (0, 0xFFFF0000), "OPTEE_SMC_RPC_FUNC_FREE": (2, 0xFFFF0002),
                 "OPTEE_SMC_RPC_FUNC_FOREIGN_INTR": (4, 0xFFFF0004), "OPTEE_SMC_RPC_FUNC_CMD": (5, 0xFFFF0005)}
     assert {r.name: (r.func, optee.OPTEE_SMC_RPC_VAL(r.func)) for r in RPC_FUNCTIONS.values()} == expected
-    for func, val in expected.values():
+    for _func, val in expected.values():
         assert optee.OPTEE_SMC_RETURN_IS_RPC(val)
     assert not optee.OPTEE_SMC_RETURN_IS_RPC(0xFFFFFFFF)  # UNKNOWN_FUNCTION is not an RPC
     assert optee.OPTEE_SMC_RETURN_IS_RPC(0xFFFFFFEA)  # TF-A -EINVAL looks like one (abi.md §7.3)

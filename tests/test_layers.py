@@ -7,7 +7,7 @@ from pathlib import Path
 
 PKG = Path(__file__).parent.parent / "smcwire"
 # lowest first; a module may import its own layer and the ones before it
-LAYERS = ["abi", "codec", "render", "cli"]
+LAYERS = ["model", "abi", "codec", "sources", "render", "cli"]
 
 
 def _imports(path: Path) -> set[str]:

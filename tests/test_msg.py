@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 import struct
 import uuid
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from smcwire.abi import msg as m
 from smcwire.codec.msg import (
-    MsgArg, MsgError, decode_msg_arg, encode_msg_arg, make_param, open_session_meta, parse_hex,
+    MsgArg,
+    MsgError,
+    decode_msg_arg,
+    encode_msg_arg,
+    make_param,
+    open_session_meta,
+    parse_hex,
 )
 from smcwire.render.msg import msg_json, msg_text
 
@@ -237,8 +243,8 @@ def test_round_trip(fields: tuple[int, ...], params: list[bytes], rpc: bool) -> 
 def test_make_param_round_trip(attr_type: int, meta: bool, cache: int, values: list[int]) -> None:
     p = make_param(attr_type, meta=meta, cache=cache)
     names = [k for k, _ in p.fields]
-    q = make_param(attr_type, meta=meta, cache=cache, **dict(zip(names, values)))
-    assert q.fields == tuple(zip(names, values)) and (q.type, q.meta, q.cache) == (attr_type, meta, cache)
+    q = make_param(attr_type, meta=meta, cache=cache, **dict(zip(names, values, strict=False)))
+    assert q.fields == tuple(zip(names, values, strict=False)) and (q.type, q.meta, q.cache) == (attr_type, meta, cache)
 
 
 # parse_hex: the dumps below are real `hexdump -C`, `xxd`, `xxd -g1`, `od -Ax -tx1` output of invoke_bytes(),

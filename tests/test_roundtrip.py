@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smcwire.abi.profiles import PROFILE_NAMES, get_profile
-from smcwire.abi.regs import M64, BitReg, Layout, NREGS, Pair, Reg, pack
+from smcwire.abi.regs import M64, NREGS, BitReg, Layout, Pair, Reg, pack
 from smcwire.abi.rpc import RPC_FUNCTIONS
 from smcwire.codec.decode import decode_call, decode_return
 from smcwire.codec.encode import encode_call, encode_return

@@ -10,12 +10,11 @@ core (GET_OS_REVISION build id, addresses), which those fields keep (``width=64`
 
 from __future__ import annotations
 
-
 import construct as c
 
 from . import msg
 from .function import DEFAULT, Function
-from .regs import Bits, BitReg, Pair, Reg, Role, layout, mbz, not_used, preserved, resume
+from .regs import BitReg, Bits, Pair, Reg, Role, layout, mbz, not_used, preserved, resume
 from .smccc import call_val
 
 _OS = "optee_os core/arch/arm/include/sm/optee_smc.h"

@@ -1,8 +1,8 @@
 """Events: one immutable record per thing a trace says.
 
 Every event carries the file and the (first) line it came from; the other fields are set where
-the source knows them. Events are NamedTuples (small, fast to create, immutable); ``KIND`` names
-the kind in JSON output and counts.
+the source knows them. Events are NamedTuples (small, fast to create, immutable); the ``KIND``
+property names the kind in JSON output and counts.
 
 Conventions:
 - ``ts`` is nanoseconds as the source prints it (ftrace ``secs.usecs`` x 1000; a kernel-log
@@ -17,7 +17,7 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 
 class SmcCall(NamedTuple):
@@ -33,7 +33,10 @@ class SmcCall(NamedTuple):
     regs: tuple[int, ...]
     key: str | None = None
     origin: str = "tracepoint"  # "tracepoint" (optee_invoke_fn_begin) or "kprobe"
-    KIND: ClassVar[str] = "smc_call"
+
+    @property
+    def KIND(self) -> str:  # noqa: N802 - a constant of the class
+        return "smc_call"
 
 
 class SmcReturn(NamedTuple):
@@ -48,9 +51,12 @@ class SmcReturn(NamedTuple):
     task: str | None
     regs: tuple[int, ...]
     key: str | None = None
-    origin: str = "tracepoint"  # "tracepoint" (optee_invoke_fn_end) or "kretprobe"
+    origin: str = "tracepoint"  # "tracepoint" (optee_invoke_fn_end), "kretprobe", or "kprobe" (after the smc)
     call_regs: tuple[int, ...] = ()  # entry registers a return probe also fetched (Linux >= 6.12)
-    KIND: ClassVar[str] = "smc_return"
+
+    @property
+    def KIND(self) -> str:  # noqa: N802 - a constant of the class
+        return "smc_return"
 
 
 class LostEvents(NamedTuple):
@@ -59,8 +65,11 @@ class LostEvents(NamedTuple):
     file: str
     line: int
     cpu: int | None
-    count: int | None
-    KIND: ClassVar[str] = "lost_events"
+    lost: int | None  # events lost, when the marker says
+
+    @property
+    def KIND(self) -> str:  # noqa: N802 - a constant of the class
+        return "lost_events"
 
 
 class DriverMessage(NamedTuple):
@@ -72,7 +81,10 @@ class DriverMessage(NamedTuple):
     text: str
     what: str  # e.g. "revision", "dynamic_shm", "uid_mismatch", "probe_failed", "unknown_rpc"
     data: Mapping[str, int | str]
-    KIND: ClassVar[str] = "driver_message"
+
+    @property
+    def KIND(self) -> str:  # noqa: N802 - a constant of the class
+        return "driver_message"
 
 
 class TfaMessage(NamedTuple):
@@ -84,7 +96,10 @@ class TfaMessage(NamedTuple):
     text: str
     what: str  # e.g. "message", "opteed_no_bl32", "unimplemented_smc", "smc_fid"
     data: Mapping[str, int | str]
-    KIND: ClassVar[str] = "tfa_message"
+
+    @property
+    def KIND(self) -> str:  # noqa: N802 - a constant of the class
+        return "tfa_message"
 
 
 class OpteeMessage(NamedTuple):
@@ -102,7 +117,10 @@ class OpteeMessage(NamedTuple):
     text: str
     what: str  # e.g. "message", "unknown_smc", "bad_arg_address", "capability"
     data: Mapping[str, int | str]
-    KIND: ClassVar[str] = "optee_message"
+
+    @property
+    def KIND(self) -> str:  # noqa: N802 - a constant of the class
+        return "optee_message"
 
 
 class RegisterDump(NamedTuple):
@@ -114,7 +132,10 @@ class RegisterDump(NamedTuple):
     origin: str  # e.g. "tfa_crash", "optee_abort", "linux_arm64_oops", "gdb", "qemu", "pairs", "json", "csv"
     arch: str | None  # "aarch64", "arm32" or None when it cannot tell
     regs: Mapping[str, int]  # register name as printed, lower case -> value
-    KIND: ClassVar[str] = "register_dump"
+
+    @property
+    def KIND(self) -> str:  # noqa: N802 - a constant of the class
+        return "register_dump"
 
 
 class BootMilestone(NamedTuple):
@@ -126,10 +147,14 @@ class BootMilestone(NamedTuple):
     stage: str  # e.g. "bl31_init_bl32", "bl32_init_failed", "optee_version", "optee_to_normal_world"
     text: str
     data: Mapping[str, int | str]
-    KIND: ClassVar[str] = "boot_milestone"
+
+    @property
+    def KIND(self) -> str:  # noqa: N802 - a constant of the class
+        return "boot_milestone"
 
 
 Event = SmcCall | SmcReturn | LostEvents | DriverMessage | TfaMessage | OpteeMessage | RegisterDump | BootMilestone
 EVENT_TYPES: tuple[type, ...] = (SmcCall, SmcReturn, LostEvents, DriverMessage, TfaMessage, OpteeMessage,
                                  RegisterDump, BootMilestone)
-KINDS = tuple(t.KIND for t in EVENT_TYPES)  # type: ignore[attr-defined]
+KINDS = ("smc_call", "smc_return", "lost_events", "driver_message", "tfa_message", "optee_message",
+         "register_dump", "boot_milestone")

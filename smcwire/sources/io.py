@@ -46,7 +46,7 @@ class Input:
         except OSError as e:
             raise InputFileError(f"{self.name}: cannot open: {e.strerror}") from None
         size = os.fstat(raw.fileno()).st_size if self.path is not None else None
-        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
         head = buffered.peek(8)[:8]
         for magic, kind in _MAGIC:
             if head.startswith(magic):

@@ -1,0 +1,65 @@
+"""Events and per-file line accounting, as JSON objects and as text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tabulate import tabulate
+
+from ..codec.decode import Decoder
+from ..model.events import Event, RegisterDump, SmcCall, SmcReturn
+from ..sources.reader import FileStats
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """One event as a JSON object: ``kind``, ``file``, ``line``, the event's own fields, and
+    ``regs`` as register name -> integer (``a0``… for SMC entries and returns)."""
+    data: dict[str, Any] = {"kind": event.KIND, **event._asdict()}
+    if isinstance(event, (SmcCall, SmcReturn)):
+        data["regs"] = {f"a{i}": v for i, v in enumerate(event.regs)}
+        if isinstance(event, SmcReturn):
+            data["call_regs"] = {f"a{i}": v for i, v in enumerate(event.call_regs)}
+    elif isinstance(event, RegisterDump):
+        data["regs"] = dict(event.regs)
+    return data
+
+
+def _when(event: Event) -> str:
+    ts = getattr(event, "ts", None)
+    return "" if ts is None else f"{ts / 1e9:.6f}"
+
+
+def event_text(event: Event, decoder: Decoder) -> str:
+    """One line per event: where, when, who, and what (SMC registers decoded by name)."""
+    where = f"{event.file}:{event.line}"
+    if isinstance(event, (SmcCall, SmcReturn)):
+        who = f"{event.task or '?'}-{event.pid if event.pid is not None else '?'} [{event.cpu}]"
+        regs = ", ".join(f"{v:x}" for v in event.regs)
+        if isinstance(event, SmcCall):
+            what = f"{decoder.call(event.regs).name or 'unknown'} ({regs})"
+        else:
+            what = f"ret ({regs})"
+        key = f" {event.key}" if event.key else ""
+        return f"{where}  {event.KIND}  {_when(event)}  {who}{key}  {what}"
+    if isinstance(event, RegisterDump):
+        regs = " ".join(f"{k}={v:#x}" for k, v in list(event.regs.items())[:8])
+        return f"{where}-{event.last_line}  {event.KIND}  {event.origin} {event.arch or '?'}  {regs} …"
+    text = getattr(event, "text", "")
+    what = getattr(event, "what", getattr(event, "stage", ""))
+    return f"{where}  {event.KIND}  {_when(event)}  {what}: {text}".rstrip()
+
+
+def stats_json(stats: FileStats) -> dict[str, Any]:
+    return {
+        "file": stats.file, "format": stats.format, "compression": stats.compression, "lines": stats.lines,
+        "event_lines": stats.event_lines, "events": dict(sorted(stats.events.items())), "foreign": stats.foreign,
+        "malformed": stats.malformed, "lost_markers": stats.lost_markers, "binary_lines": stats.binary_lines,
+        "diagnostics": stats.diagnostics, "error": stats.error,
+    }
+
+
+def stats_text(all_stats: Iterable[FileStats]) -> str:
+    rows = [(s.file, s.format, s.lines, s.event_lines, ", ".join(f"{k} {n}" for k, n in sorted(s.events.items()))
+             or "-", s.foreign, s.malformed, s.lost_markers) for s in all_stats]
+    return tabulate(rows, ("file", "format", "lines", "event lines", "events", "foreign", "malformed", "lost"))
