@@ -17,6 +17,8 @@ from smcwire.sources.reader import FileStats, TraceReader
 from smcwire.sources.recipes import ENTRY_EVENT, RETURN_EVENT, probe_definitions, tracing_setup
 
 DATA = Path(__file__).parent / "data" / "ftrace"
+TRACES = Path(__file__).parent.parent / "traces"  # the shipped samples
+PROBE = TRACES / "qemu-dbg-probe/ftrace.txt"
 LEGACY = Path(__file__).parent / "data" / "legacy-os-kretprobe-ftrace.txt.xz"
 UID = (0x384FB3E0, 0xE7F811E3, 0xAF630002, 0xA5D5C51B)  # OPTEE_MSG_UID, the CALLS_UID result
 BODY_BEGIN = "param=00000000e8dc2c91 (32000012, 0, 4632c000, 0, 0, 0, 0, 0)"
@@ -59,12 +61,12 @@ def a0s(events: list, kind: type, origin: str = "tracepoint") -> Counter:
 
 
 def test_trace_with_five_flags():
-    events, st = read(DATA / "dbg-probe-ftrace.txt")
+    events, st = read(TRACES / "qemu-dbg-probe/ftrace.txt")
     assert (st.lines, st.event_lines, st.foreign, st.malformed) == (46, 34, 12, 0)
     assert a0s(events, SmcCall) == {0x32000012: 3, 0x32000013: 10, 0x32000003: 4}
     assert a0s(events, SmcReturn) == {0: 13, 0xFFFF0004: 4}
     first, last = events[0], events[-1]
-    assert first == SmcCall(str(DATA / "dbg-probe-ftrace.txt"), 13, 1_766_597_000, 1, 1, None, "init", REGS_BEGIN,
+    assert first == SmcCall(str(TRACES / "qemu-dbg-probe/ftrace.txt"), 13, 1_766_597_000, 1, 1, None, "init", REGS_BEGIN,
                             "00000000e8dc2c91")
     assert (type(last), last.line, last.ts, last.cpu, last.pid, last.task, last.key) == (
         SmcReturn, 46, 4_765_720_000, 0, 100, "irq/17-optee_no", "00000000ffbdd79b")
@@ -105,7 +107,7 @@ def test_trace_cmd_nanoseconds_are_exact():
 
 
 def test_kretprobe_linux_6_1():
-    events, st = read(DATA / "dbg-kretprobe-ftrace.txt.xz")
+    events, st = read(TRACES / "qemu-dbg-kretprobe/ftrace.txt.xz")
     assert st.malformed == 0 and (st.event_lines, st.foreign) == (1068, 15)
     assert kinds(events) == {("smc_call", "tracepoint"): 263, ("smc_return", "tracepoint"): 263,
                              ("smc_call", "kprobe"): 271, ("smc_return", "kretprobe"): 271}
@@ -359,7 +361,7 @@ def test_console_capture_with_an_ftrace_dump(tmp_path):
     console = tmp_path / "uart0.log"
     console.write_bytes(b"\r\n".join([
         b"NOTICE:  Booting Trusted Firmware", b"[    0.000000] Booting Linux on physical CPU 0x0000000000",
-        b"===== SMCW FTRACE BEGIN =====", *raw("dbg-probe-ftrace.txt").splitlines(), b"===== SMCW FTRACE END =====",
+        b"===== SMCW FTRACE BEGIN =====", *PROBE.read_bytes().splitlines(), b"===== SMCW FTRACE END =====",
         b"[    9.0] reboot: Power down", b""]))
     events, st = read(console, input_format=None)
     assert st.format == "console"
@@ -370,7 +372,7 @@ def test_console_capture_with_an_ftrace_dump(tmp_path):
 
 
 def test_truncated_last_line(tmp_path):
-    data = raw("dbg-probe-ftrace.txt")
+    data = PROBE.read_bytes()
     path = tmp_path / "cut.txt"
     path.write_bytes(data[: data.rindex(b", 0, 0, 0)")])  # no closing parenthesis, no newline
     events, st = read(path)
@@ -380,7 +382,7 @@ def test_truncated_last_line(tmp_path):
 
 def test_crlf_line_endings(tmp_path):
     path = tmp_path / "crlf.txt"
-    path.write_bytes(raw("dbg-probe-ftrace.txt").replace(b"\n", b"\r\n"))
+    path.write_bytes(PROBE.read_bytes().replace(b"\n", b"\r\n"))
     events, st = read(path, input_format=None)
     assert st.format == "ftrace" and len(events) == 34 and st.malformed == 0
     assert events[0].regs == REGS_BEGIN and events[-1].key == "00000000ffbdd79b"
@@ -388,7 +390,7 @@ def test_crlf_line_endings(tmp_path):
 
 def test_nul_bytes_and_invalid_utf8(tmp_path):
     path = tmp_path / "binary.txt"
-    lines = raw("dbg-probe-ftrace.txt").splitlines()
+    lines = PROBE.read_bytes().splitlines()
     lines[20] = lines[20].replace(b"init", b"i\xffn\xfe", 1)
     lines[21:21] = [b"\x00\x00\x7fELF\x02\x01\x01\x00", lines[21].replace(b", 0)", b", \x00)")]
     path.write_bytes(b"\n".join(lines) + b"\n")

@@ -1,4 +1,4 @@
-"""Register dumps (formats.md §3.5, §5): real samples from tests/data/regdump (README there) and
+"""Register dumps (formats.md §3.5, §5): real samples from tests/data/consoles (README there) and
 dumps built from the exact printf formats of the programs that print them."""
 
 import json
@@ -13,11 +13,11 @@ from smcwire.sources.reader import TraceReader
 from smcwire.sources.regdump import RegdumpParser
 from smcwire.sources.regset import smc_registers
 
-DATA = Path(__file__).parent / "data" / "regdump"
+DATA = Path(__file__).parent / "data" / "consoles"  # the samples are shared with test_consoles.py
 TFA_DOCS = DATA / "tfa-docs-firmware-design-bl31-crash-dump.log"
-DBG_XTEST = DATA / "dbg-xtest-uart1-secure.log.xz"
+DBG_XTEST = DATA / "qemu-dbg-xtest-uart1-secure.log.xz"
 ISSUE_4245 = DATA / "optee_os-issue-4245-arm64-oops-optee_bus_scan.log"
-NOBL32 = DATA / "misconf-nobl32-uart1-secure.log"
+NOBL32 = DATA / "qemu-misconf-nobl32-uart1-secure.log"
 
 
 @pytest.fixture(autouse=True)
