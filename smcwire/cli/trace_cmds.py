@@ -40,6 +40,8 @@ def _report(reader: TraceReader, quiet: bool) -> None:
             click.echo(f"malformed: {line}", err=True)
         if stats.malformed > len(stats.diagnostics):
             click.echo(f"malformed: {stats.file}: {stats.malformed - len(stats.diagnostics)} more", err=True)
+        if stats.binary_lines:
+            click.echo(f"note: {stats.file}: {stats.binary_lines} lines hold NUL bytes (binary data?)", err=True)
     click.echo(render_events.stats_text(reader.stats), err=True)
 
 

@@ -34,7 +34,8 @@ def event_text(event: Event, decoder: Decoder) -> str:
     """One line per event: where, when, who, and what (SMC registers decoded by name)."""
     where = f"{event.file}:{event.line}"
     if isinstance(event, (SmcCall, SmcReturn)):
-        who = f"{event.task or '?'}-{event.pid if event.pid is not None else '?'} [{event.cpu}]"
+        cpu = "???" if event.cpu is None else f"{event.cpu:03d}"
+        who = f"{event.task or '?'}-{event.pid if event.pid is not None else '?'} [{cpu}]"
         regs = ", ".join(f"{v:x}" for v in event.regs)
         if isinstance(event, SmcCall):
             what = f"{decoder.call(event.regs).name or 'unknown'} ({regs})"
