@@ -8,8 +8,9 @@ The optee tracepoints (formats.md §2.1) see only yielding calls: the fast calls
 
 so a kprobe on its entry records a0-a7 and a kretprobe on it records the result that the SMC
 wrote to ``*res``. Under a hypervisor (device-tree ``method = "hvc"``) the driver calls
-``optee_smccc_hvc`` instead, with the same arguments; the FF-A ABI (ffa_abi.c) goes elsewhere. The event and field names below are the ones ftrace.py reads: an entry with
-``a0=`` … ``a7=`` and a return probe (``<-`` in its site) with ``r0=`` … ``r3=``.
+``optee_smccc_hvc`` instead, with the same arguments; the FF-A ABI (ffa_abi.c) goes elsewhere.
+The event and field names below are the ones ftrace.py reads: an entry with ``a0=`` … ``a7=``
+and a return probe (``<-`` in its site) with ``r0=`` … ``r3=``.
 
 arm64 (AAPCS64): a0-a7 are x0-x7; ``res``, the 9th argument, is passed on the stack, at ``$stack0``
 on entry. When the function returns, the stack pointer is back where it was at entry, so
