@@ -1,0 +1,1 @@
+"""Call flows: the tracker, its state, and the flow model."""

@@ -1,0 +1,351 @@
+"""The tracker: pairs SMC entries with their returns and groups them into call flows.
+
+Pairing (abi.md §7.1, formats.md §2.1-2.2):
+- optee tracepoints: a begin and its end share the ``param=`` pointer and the task, and so do
+  all steps of one yielding call: CALL_WITH_* → RPC request → RETURN_FROM_RPC → … → result.
+  After ETHREAD_LIMIT Linux waits and re-issues the same a0-a7 under the same param.
+- kprobe events carry no key: an entry and its return pair per CPU, last in first out (an SMC
+  from interrupt context can nest inside a task's); a task's yielding chain is its consecutive
+  steps. A kprobe entry that repeats the pending tracepoint begin of the same task (same
+  registers) is the same SMC seen twice: it is kept as ``Step.also``, not as a second call.
+
+Completed flows stream out of ``feed``; only what is in flight is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..abi.optee import OPTEE_SMC_RETURN_ETHREAD_LIMIT, OPTEE_SMC_RPC_FUNC_ALLOC, OPTEE_SMC_RPC_FUNC_FREE
+from ..codec.decode import Decoder
+from ..model.events import (
+    BootMilestone,
+    DriverMessage,
+    Event,
+    LostEvents,
+    OpteeMessage,
+    RegisterDump,
+    SmcCall,
+    SmcReturn,
+    TfaMessage,
+)
+from .model import Flow, RpcTrip, Step
+from .state import Cookie, Fact, TraceState
+
+RETURN_FROM_RPC = 0x32000003
+_EXCHANGE_CAPABILITIES = 0xB2000009
+_GET_THREAD_COUNT = 0xB200000F
+_ENABLE_ASYNC_NOTIF = 0xB2000010
+_DISABLE_SHM_CACHE = 0xB200000A
+_ENABLE_SHM_CACHE = 0xB200000B
+_M32 = 0xFFFFFFFF
+_QUIET = {"message", "other", "boot", "stack_frame", "backtrace"}  # console lines kept out of the state
+
+ChainKey = tuple[object, ...]
+
+
+class Tracker:
+    """Feed it one capture's events in order; it yields flows as they complete."""
+
+    def __init__(self, capture: str, decoder: Decoder) -> None:
+        self.capture = capture
+        self.decoder = decoder
+        self.state = TraceState(profile=decoder.profile.name)
+        self.flows = 0  # flows started
+        self._chains: dict[ChainKey, Flow] = {}  # yielding flows in flight, by chain key
+        self._pending: dict[ChainKey, Step] = {}  # tracepoint steps waiting for their end
+        self._stacks: dict[object, list[tuple[Step, bool]]] = {}  # kprobe steps per CPU: (step, duplicate?)
+        self._lost_since: set[object] = set()  # CPUs with a LOST marker since their last event
+        self._begun: dict[tuple[int | None, str | None], Step] = {}  # each task's latest tracepoint begin
+        self._holding: set[ChainKey] = set()  # yielding calls inside OP-TEE (entered, not finished or refused)
+
+    # --- events in --------------------------------------------------------------------------
+    def feed(self, event: Event) -> Iterator[Flow]:
+        if isinstance(event, SmcCall):
+            yield from self._call(event)
+        elif isinstance(event, SmcReturn):
+            yield from self._return(event)
+        elif isinstance(event, LostEvents):
+            self.state.lost.append((event.file, event.line, event.cpu))
+            self._lost_since.add(event.cpu)
+        elif isinstance(event, (DriverMessage, TfaMessage, OpteeMessage)):
+            self._message(event)
+        elif isinstance(event, (BootMilestone, RegisterDump)):
+            self.state.other.append(event)
+
+    def finish(self) -> Iterator[Flow]:
+        """Flows still in flight at the end of the trace, marked incomplete."""
+        steps = {id(s): s for s in self._pending.values()}
+        gap = "trace end" if self.state.kprobe_returns_seen else "no return probe"
+        for stack in self._stacks.values():
+            steps.update((id(s), s) for s, dup in stack if not dup)
+        for step in steps.values():
+            flow = self._chain_of(step)
+            if flow is None:
+                yield self._finish(self._new_flow(step), gap if step.call and step.call.key is None else "trace end")
+        for key, flow in list(self._chains.items()):
+            del self._chains[key]
+            yield self._finish(flow, "trace end")
+        self._holding.clear()
+        self.state.in_flight = 0
+        self._pending.clear()
+        self._stacks.clear()
+        self._begun.clear()
+
+    # --- pairing ----------------------------------------------------------------------------
+    def _call(self, event: SmcCall) -> Iterator[Flow]:
+        state = self.state
+        state.first_event.setdefault(event.file, event.line)
+        if event.key is not None:
+            state.tracepoints_seen = True
+            yield from self._tracepoint_call(event)
+            return
+        state.fast_calls_seen = True
+        stack = self._stacks.setdefault(self._cpu_key(event), [])
+        pending = self._begun.get((event.pid, event.task))
+        if pending is not None and pending.ret is None and pending.call is not None and \
+                pending.call.regs[:8] == event.regs[:8]:
+            pending.also.append(event)
+            stack.append((pending, True))
+            return
+        if not state.kprobe_returns_seen:  # entry probes only: an entry's SMC is over when the next comes
+            while stack:
+                done, duplicate = stack.pop()
+                if not duplicate:
+                    yield self._finish(self._new_flow(done), "no return probe")
+        step = Step(event, None, self.decoder.call(event.regs), None)
+        stack.append((step, False))
+        self._enter(("task", event.pid, event.task), event)
+
+    def _return(self, event: SmcReturn) -> Iterator[Flow]:
+        state = self.state
+        state.has_returns = True
+        state.first_event.setdefault(event.file, event.line)
+        if event.key is not None:
+            yield from self._tracepoint_return(event)
+            return
+        state.kprobe_returns_seen = True
+        stack = self._stacks.get(self._cpu_key(event))
+        if not stack:
+            yield self._orphan(event)
+            return
+        step, duplicate = stack.pop()
+        if duplicate:
+            step.also.append(event)
+            return
+        step.ret = event
+        yield from self._answered(step, ("task", event.pid, event.task))
+
+    def _tracepoint_call(self, event: SmcCall) -> Iterator[Flow]:
+        key = self._tp_key(event)
+        stale = self._pending.pop(key, None)
+        if stale is not None:  # a begin whose end never came
+            self._leave(key)
+            flow = self._chains.pop(key, None)
+            if flow is None:
+                flow = self._new_flow(stale)
+            yield self._finish(flow, "no end")
+        step = self._pending[key] = Step(event, None, self.decoder.call(event.regs), None)
+        self._begun[(event.pid, event.task)] = step
+        self._enter(key, event)
+
+    def _tracepoint_return(self, event: SmcReturn) -> Iterator[Flow]:
+        key = self._tp_key(event)
+        step = self._pending.pop(key, None)
+        if step is None:
+            yield self._orphan(event)
+            return
+        step.ret = event
+        if self._begun.get((event.pid, event.task)) is step:
+            del self._begun[(event.pid, event.task)]
+        stack = self._stacks.get(self._cpu_key(event))
+        while stack and stack[-1][0] is step:  # its kprobe twin, when no return probe popped it
+            stack.pop()
+        yield from self._answered(step, key)
+
+    def _answered(self, step: Step, key: ChainKey) -> Iterator[Flow]:
+        """A step has its return: decode it, extend or start its flow, close the flow if final."""
+        assert step.call is not None and step.ret is not None
+        if step.call.regs[0] >> 31 & 1:  # a fast call is a flow of its own, even nested in a chain
+            flow = self._new_flow(step)
+            step.answer = self.decoder.ret(step.decoded, step.ret.regs)
+            self._learn(flow, step)
+            yield self._finish(flow, None)
+            return
+        flow = self._chains.get(key)
+        if flow is not None and not self._continues(flow, step):
+            del self._chains[key]
+            yield self._finish(flow, "unanswered")
+            flow = None
+            if step.call.regs[0] & _M32 != RETURN_FROM_RPC:
+                self._enter(key, step.call)  # the new call still holds a thread
+        if flow is None:
+            flow = self._new_flow(step)
+        else:
+            self._extend(flow, step)
+        step.answer = answer = self.decoder.ret(step.decoded, step.ret.regs)
+        self._learn(flow, step)
+        if step.decoded is not None and step.decoded.function is not None and step.decoded.function.rpc:
+            if answer.is_rpc:
+                trip = RpcTrip(step, None, answer.rpc.name if answer.rpc else None, answer.status & 0xFFFF,
+                               answer.fields.get("thread_id"), answer.fields)
+                flow.rpcs.append(trip)
+                if trip.thread is not None:
+                    flow.thread = trip.thread
+                self._chains[key] = flow
+                return
+            if answer.status == OPTEE_SMC_RETURN_ETHREAD_LIMIT:
+                self.state.ethread_limit += 1
+                self._chains[key] = flow
+                self._leave(key)  # waiting for a free thread, holding none
+                return
+        self._chains.pop(key, None)
+        self._leave(key)
+        yield self._finish(flow, None)
+
+    def _enter(self, key: ChainKey, event: SmcCall) -> None:
+        """A yielding call (not a resume) entered OP-TEE: one more call holding a thread."""
+        if event.regs[0] >> 31 & 1 or event.regs[0] & _M32 == RETURN_FROM_RPC or key in self._holding:
+            return
+        self._holding.add(key)
+        state = self.state
+        state.in_flight = len(self._holding)
+        if state.in_flight > state.peak_in_flight:
+            state.peak_in_flight = state.in_flight
+            state.peak_in_flight_at = (event.file, event.line)
+
+    def _leave(self, key: ChainKey) -> None:
+        self._holding.discard(key)
+        self.state.in_flight = len(self._holding)
+
+    def _continues(self, flow: Flow, step: Step) -> bool:
+        """Whether ``step`` is the next step of ``flow``: the resume after its RPC, or the retry
+        after ETHREAD_LIMIT."""
+        last = flow.last.answer
+        regs = step.call.regs if step.call is not None else ()
+        if last is None:
+            return False
+        if last.is_rpc:
+            return bool(regs) and regs[0] & _M32 == RETURN_FROM_RPC
+        first = flow.first.call
+        return last.status == OPTEE_SMC_RETURN_ETHREAD_LIMIT and first is not None and first.regs == regs
+
+    def _extend(self, flow: Flow, step: Step) -> None:
+        last = flow.last.answer
+        flow.steps.append(step)
+        if last is not None and last.is_rpc and flow.rpcs and flow.rpcs[-1].reply is None:
+            trip = flow.rpcs[-1]
+            trip.reply = step
+            assert step.call is not None
+            step.decoded = self.decoder.call(step.call.regs, rpc=trip.func)
+            trip.reply_fields = step.decoded.fields
+        elif last is not None and last.status == OPTEE_SMC_RETURN_ETHREAD_LIMIT:
+            flow.retries += 1
+        self._note_cpu(flow, step)
+
+    def _new_flow(self, step: Step) -> Flow:
+        self.flows += 1
+        event = step.call or step.ret
+        assert event is not None
+        flow = Flow(self.flows, self.capture, [step], key=getattr(event, "key", None), task=event.task,
+                    pid=event.pid)
+        self._note_cpu(flow, step)
+        if event.cpu in self._lost_since:
+            flow.incomplete = "lost events"
+        return flow
+
+    def _finish(self, flow: Flow, incomplete: str | None) -> Flow:
+        if flow.incomplete is None:
+            flow.incomplete = incomplete
+        for step in flow.steps:
+            event = step.call or step.ret
+            if event is not None:
+                self._lost_since.discard(event.cpu)
+        return flow
+
+    def _orphan(self, event: SmcReturn) -> Flow:
+        """A return with no entry: the trace began (or events were lost) inside the call."""
+        step = Step(None, event, None, None)
+        flow = self._new_flow(step)
+        gap = "lost events" if event.cpu in self._lost_since else "no begin"
+        return self._finish(flow, gap)
+
+    def _chain_of(self, step: Step) -> Flow | None:
+        return next((f for f in self._chains.values() if step in f.steps), None)
+
+    # --- what the trace tells ---------------------------------------------------------------
+    def _learn(self, flow: Flow, step: Step) -> None:
+        """Record the capabilities, thread count, async notifications and RPC cookies a step shows."""
+        state = self.state
+        call, answer = step.call, step.answer
+        assert call is not None and answer is not None
+        a0 = call.regs[0] & _M32
+        where = (call.file, call.line)
+        if a0 == _EXCHANGE_CAPABILITIES:
+            state.exchange_seen = state.exchange_seen or where
+            state.nsec_caps = Fact(call.regs[1] & _M32, [where], "OPTEE_SMC_EXCHANGE_CAPABILITIES")
+            if answer.status == 0 and "sec_caps" in answer.fields:
+                ret = (step.ret.file, step.ret.line) if step.ret is not None else where
+                state.sec_caps = Fact(answer.fields["sec_caps"], [ret], "OPTEE_SMC_EXCHANGE_CAPABILITIES")
+                if "rpc_param_count" in answer.fields:
+                    state.rpc_param_count = Fact(answer.fields["rpc_param_count"], [ret],
+                                                 "OPTEE_SMC_EXCHANGE_CAPABILITIES")
+        elif a0 == _GET_THREAD_COUNT and answer.status == 0 and "thread_count" in answer.fields:
+            ret = (step.ret.file, step.ret.line) if step.ret is not None else where
+            state.thread_count = Fact(answer.fields["thread_count"], [ret], "OPTEE_SMC_GET_THREAD_COUNT")
+        elif a0 == _ENABLE_ASYNC_NOTIF and answer.status == 0:
+            state.async_notif_enabled = where
+        elif a0 == _ENABLE_SHM_CACHE and answer.status == 0:
+            state.shm_cache_enabled = where
+        elif a0 == _DISABLE_SHM_CACHE and answer.status == 0 and "cookie" in answer.fields:
+            released = answer.fields["cookie"]  # a cached RPC buffer handed back for freeing
+            if state.cookies.pop(released, None) is not None:
+                state.freed[released] = where
+        if flow.rpcs and flow.rpcs[-1].reply is step:
+            self._cookie(flow, flow.rpcs[-1])
+
+    def _cookie(self, flow: Flow, trip: RpcTrip) -> None:
+        """Shared memory handed out by an ALLOC reply and released by a FREE request."""
+        state = self.state
+        reply = trip.reply
+        assert reply is not None and reply.call is not None
+        where = (reply.call.file, reply.call.line)
+        if trip.func == OPTEE_SMC_RPC_FUNC_ALLOC:
+            cookie = trip.reply_fields.get("cookie")
+            if cookie:
+                state.cookies[cookie] = Cookie(cookie, where, flow.index, trip.fields.get("size"))
+                state.freed.pop(cookie, None)
+        elif trip.func == OPTEE_SMC_RPC_FUNC_FREE:
+            cookie = trip.fields.get("cookie")
+            request = trip.request.ret
+            at = (request.file, request.line) if request is not None else where
+            if cookie is None:
+                return
+            if state.cookies.pop(cookie, None) is not None:
+                state.freed[cookie] = at
+            elif cookie in state.freed:
+                state.cookie_anomalies.append(("double_free", cookie, at, state.freed[cookie]))
+            else:
+                state.cookie_anomalies.append(("unknown_free", cookie, at, None))
+
+    def _message(self, event: DriverMessage | TfaMessage | OpteeMessage) -> None:
+        if event.what in _QUIET:
+            return
+        self.state.messages.append(event)
+        if isinstance(event, DriverMessage) and event.what in ("dynamic_shm", "async_notif"):
+            self.state.capabilities_from_dmesg.setdefault(event.what, (event.file, event.line))
+
+    # --- keys ---------------------------------------------------------------------------------
+    @staticmethod
+    def _tp_key(event: SmcCall | SmcReturn) -> ChainKey:
+        return ("tp", event.pid, event.task, event.key)
+
+    @staticmethod
+    def _cpu_key(event: SmcCall | SmcReturn) -> object:
+        return event.cpu if event.cpu is not None else ("task", event.pid, event.task)
+
+    @staticmethod
+    def _note_cpu(flow: Flow, step: Step) -> None:
+        for event in (step.call, step.ret):
+            if event is not None and event.cpu is not None and event.cpu not in flow.cpus:
+                flow.cpus.append(event.cpu)
