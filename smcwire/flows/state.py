@@ -57,6 +57,9 @@ class TraceState:
     has_returns: bool = False  # SMC results are in the capture
     kprobe_returns_seen: bool = False  # a return probe on the SMC entry is in the capture
     first_event: dict[str, int] = field(default_factory=dict)  # file -> first SMC event line
+    calls_seen: dict[str, Where] = field(default_factory=dict)  # function name -> its first call
+    # fast function name -> (status name, fields, where) of its latest answer
+    answers: dict[str, tuple[str | None, dict[str, int], Where]] = field(default_factory=dict)
     messages: list[DriverMessage | TfaMessage | OpteeMessage] = field(default_factory=list)  # console evidence
     other: list[Event] = field(default_factory=list)  # boot milestones, register dumps
 

@@ -167,12 +167,12 @@ class Tracker:
         """A step has its return: decode it, extend or start its flow, close the flow if final."""
         assert step.call is not None and step.ret is not None
         if step.call.regs[0] >> 31 & 1:  # a fast call is a flow of its own, even nested in a chain
-            flow = self._new_flow(step)
+            single = self._new_flow(step)
             step.answer = self.decoder.ret(step.decoded, step.ret.regs)
-            self._learn(flow, step)
-            yield self._finish(flow, None)
+            self._learn(single, step)
+            yield self._finish(single, None)
             return
-        flow = self._chains.get(key)
+        flow: Flow | None = self._chains.get(key)
         if flow is not None and not self._continues(flow, step):
             del self._chains[key]
             yield self._finish(flow, "unanswered")
@@ -281,6 +281,12 @@ class Tracker:
         assert call is not None and answer is not None
         a0 = call.regs[0] & _M32
         where = (call.file, call.line)
+        name = step.decoded.name if step.decoded is not None else None
+        if name is not None:
+            state.calls_seen.setdefault(name, where)
+            if a0 >> 31:
+                ret = (step.ret.file, step.ret.line) if step.ret is not None else where
+                state.answers[name] = (answer.status_name, answer.fields, ret)
         if a0 == _EXCHANGE_CAPABILITIES:
             state.exchange_seen = state.exchange_seen or where
             state.nsec_caps = Fact(call.regs[1] & _M32, [where], "OPTEE_SMC_EXCHANGE_CAPABILITIES")
