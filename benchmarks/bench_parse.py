@@ -164,10 +164,14 @@ _PLAIN = re.compile(r"\s*(.+?)-(\d+)\s+\[(\d+)\]\s+\S+\s+(\d+)\.(\d+): (optee_in
                     r"param=(\S+) (?:ret )?\(([^)]*)\)")
 
 
-def plain_events(path: Path) -> Iterator[tuple[object, ...]]:
-    """The straightforward parser: a regex match per line, a tuple per optee event."""
+def plain_events(path: Path, prefilter: bool = False) -> Iterator[tuple[object, ...]]:
+    """The straightforward parser: a regex match per line (or, with ``prefilter``, per line that
+    names an optee event), a tuple per optee event. It reads only the optee tracepoints of this
+    one layout, accounts for no line and reports nothing malformed."""
     with path.open() as f:
         for line in f:
+            if prefilter and "optee_invoke_fn" not in line:
+                continue
             m = _PLAIN.match(line)
             if m:
                 comm, pid, cpu, secs, usecs, event, param, values = m.groups()
@@ -175,9 +179,9 @@ def plain_events(path: Path) -> Iterator[tuple[object, ...]]:
                 yield comm, int(pid), int(cpu), int(secs) * 10**9 + int(usecs) * 1000, event, param, regs
 
 
-def plain_parse(path: Path) -> tuple[float, int]:
+def plain_parse(path: Path, prefilter: bool = False) -> tuple[float, int]:
     t0 = time.perf_counter()
-    n = sum(1 for _ in plain_events(path))
+    n = sum(1 for _ in plain_events(path, prefilter))
     return time.perf_counter() - t0, n
 
 
@@ -198,8 +202,9 @@ def main() -> None:
         ours = smcwire_parse(path, args.runs)
         grep_s, grep_n = grep_count(path, args.runs)
         plain_s, plain_n = plain_parse(path)
+        fast_s, fast_n = plain_parse(path, prefilter=True)
         rate = ours["lines"] / ours["seconds"]
-        assert ours["events"] == optee == grep_n == plain_n, (ours, optee, grep_n, plain_n)
+        assert ours["events"] == optee == grep_n == plain_n == fast_n, (ours, optee, grep_n, plain_n, fast_n)
         print(f"trace: {ours['lines']:,} lines, {size_mb:.0f} MB, {optee:,} optee events "
               f"({100 * optee / ours['lines']:.0f}%), read as {ours['format']}")
         print(f"smcwire       {ours['seconds']:6.3f} s  {rate:12,.0f} lines/s  "
@@ -208,6 +213,8 @@ def main() -> None:
               f"smcwire/grep time ratio {ours['seconds'] / grep_s:.1f}")
         print(f"plain regex   {plain_s:6.3f} s  {ours['lines'] / plain_s:12,.0f} lines/s  "
               f"smcwire speedup {plain_s / ours['seconds']:.2f}x")
+        print(f"prefiltered   {fast_s:6.3f} s  {ours['lines'] / fast_s:12,.0f} lines/s  "
+              f"smcwire speedup {fast_s / ours['seconds']:.2f}x (a substring test, then the regex)")
         ok = rate >= TARGET_RATE
         print(f"target {TARGET_RATE:,} lines/s: {'met' if ok else 'MISSED'}")
         if args.gb:

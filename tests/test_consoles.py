@@ -324,7 +324,8 @@ def test_optee_3_16_console():
 
 def test_optee_xtest_console():
     events, stats = read("qemu-dbg-xtest-uart1-secure.log.xz", "optee")
-    assert (stats.lines, stats.event_lines, stats.malformed) == (2727, 2652, 0)  # last line cut, no newline
+    # last line cut, no newline; lines 1536 and 2215 start with '*' (contended console, trace_ext.c)
+    assert (stats.lines, stats.event_lines, stats.malformed) == (2727, 2654, 0)
     msgs = of(events, OpteeMessage)
     whats = Counter(m.what for m in msgs)
     assert (whats["ta_panic"], whats["call_stack"], whats["stack_frame"], whats["capability"]) == (1, 1, 7, 4)
@@ -491,7 +492,7 @@ def test_optee_malformed(line):
     assert isinstance(out, Malformed)
 
 
-@pytest.mark.parametrize("line", ["NOTICE:  BL31: v2.15.0", "*D/TC:? 1 do_notif:34 sleep", "d/tc:0 0 lower case",
+@pytest.mark.parametrize("line", ["NOTICE:  BL31: v2.15.0", "d/tc:0 0 lower case",
                                   "x30            = 0x000000000e097f14", "", "Did not find a TA"])
 def test_optee_foreign(line):
     assert feed(OpteeLogParser, line)[0] == [None]
@@ -574,3 +575,9 @@ def test_console_all_families(name):
         alone.update(read(name, fmt)[1].events)
     for kind in ("optee_message", "tfa_message", "driver_message", "boot_milestone"):
         assert stats.events[kind] == alone[kind], kind
+
+
+def test_contended_console_marker():
+    # core/kernel/trace_ext.c: '*' before a line printed while the console was contended
+    (event,) = OpteeLogParser("t").feed(1, b"*D/TC:? 1 do_notif:34 sleep")
+    assert (event.level, event.core, event.thread, event.func, event.text) == ("D", None, 1, "do_notif", "sleep")

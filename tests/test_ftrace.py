@@ -325,10 +325,12 @@ def test_malformed(line, reason):
     ("(ffff800000f1c0a8) a0=0xbf00ff01 a1=0x0 a2=0x0 a3=0x0 a4=0x0 a5=0x0 a6=0x0 a7=0x0",
      (0xBF00FF01, 0, 0, 0, 0, 0, 0, 0)),  # perf / trace-cmd print the probe address
     ("(optee_smccc_smc+0x0/0x3c [optee]) a0=bf00ff01 a1=0 a2=0 a3=0 a4=0 a5=0 a6=0 a7=10",
-     (0xBF00FF01, 0, 0, 0, 0, 0, 0, 0x10)),  # kernels printing x-types without 0x
+     (0xBF00FF01, 0, 0, 0, 0, 0, 0, 10)),  # trace_probe.c prints u types "%u": digits are decimal
+    ("(optee_smccc_smc+0x0/0x3c [optee]) a0=838860804 a1=0 a2=0 a3=0 a4=0 a5=0 a6=0 a7=0",
+     (0x32000004, 0, 0, 0, 0, 0, 0, 0)),  # a0 fetched as :u32
 ])
 def test_probe_entries(body, regs):
-    event = one(kernel(event="my_smc", flags="d....", body=body))
+    event = one(kernel(event="my_smc", flags="d....", body=body))  # "smc" in the event name: an SMC probe
     assert type(event) is SmcCall and event.origin == "kprobe" and event.regs == regs and event.key is None
 
 

@@ -113,3 +113,27 @@ def test_tracing_setup_matches_the_capture_commands():
     assert "echo 1 > events/optee/enable" in out
     arm32 = run("tracing-setup", "--arch", "arm32").stdout
     assert "%r0" in arm32 and "%x0" not in arm32
+
+
+def test_parse_keeps_going_after_a_bad_file_and_exits_2(tmp_path):
+    bad = tmp_path / "cut.xz"
+    bad.write_bytes(Path(KRETPROBE).read_bytes()[:300])
+    result = run("parse", "--summary", "--format", "json", str(bad), PROBE)
+    assert result.exit_code == 2
+    cut, probe = json.loads(result.stdout)
+    assert cut["error"].startswith(f"{bad}: cannot read") and probe["events"] == {"smc_call": 17, "smc_return": 17}
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {bad}: cannot read")
+
+
+def test_parse_json_is_one_document_and_kind_is_checked():
+    data = json.loads(run("parse", PROBE, "--format", "json").stdout)
+    assert len(data["events"]) == 34 and data["files"][0]["lines"] == 46
+    bad = run("parse", PROBE, "--kind", "smc_cal")
+    assert bad.exit_code == 2 and "smc_cal" in bad.stderr
+
+
+def test_binary_input_is_noted(tmp_path):
+    blob = tmp_path / "trace.dat"
+    blob.write_bytes(b"\x17\x08\x44tracing6\x00" + bytes(range(256)) * 4)
+    result = run("parse", "--summary", str(blob))
+    assert result.exit_code == 0 and "hold NUL bytes: binary data?" in result.stderr

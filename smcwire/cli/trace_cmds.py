@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..codec.decode import Decoder
-from ..model.events import RegisterDump, SmcCall
+from ..model.events import KINDS, RegisterDump, SmcCall
 from ..render import events as render_events
 from ..render import jsonout, text
 from ..sources.formats import format_names
@@ -16,7 +16,7 @@ from ..sources.reader import TraceReader
 from ..sources.recipes import ARCHES, KERNELS
 from ..sources.recipes import tracing_setup as recipe
 from ..sources.regset import smc_registers
-from .common import EXIT_FINDINGS, emit, format_option, profile_options, resolve_profile
+from .common import EXIT_FINDINGS, InputFailure, emit, format_option, profile_options, resolve_profile
 
 
 def _reader(files: tuple[str, ...], input_format: str | None) -> TraceReader:
@@ -31,18 +31,30 @@ _input_format_option = click.option(
     help="Read every file as this format instead of detecting it: console, ftrace, kernel, tfa, optee, regs.")
 
 
-def _report(reader: TraceReader, quiet: bool) -> None:
-    """Per-file accounting and the first malformed lines, on stderr."""
-    if quiet:
-        return
+def _notes(reader: TraceReader) -> None:
+    """The first malformed lines and what else a user should know about each file, on stderr."""
     for stats in reader.stats:
         for line in stats.diagnostics:
             click.echo(f"malformed: {line}", err=True)
-        if stats.malformed > len(stats.diagnostics):
-            click.echo(f"malformed: {stats.file}: {stats.malformed - len(stats.diagnostics)} more", err=True)
+        more = stats.malformed - len(stats.diagnostics)
+        if more > 0:
+            click.echo(f"malformed: {stats.file}: {more} more", err=True)
         if stats.binary_lines:
-            click.echo(f"note: {stats.file}: {stats.binary_lines} lines hold NUL bytes (binary data?)", err=True)
-    click.echo(render_events.stats_text(reader.stats), err=True)
+            n = stats.binary_lines
+            click.echo(f"note: {stats.file}: {n} line{'s' if n != 1 else ''} hold NUL bytes: binary data? "
+                       "(a trace.dat needs `trace-cmd report` first)", err=True)
+        if not stats.lines and not stats.error:
+            click.echo(f"note: {stats.file}: empty", err=True)
+
+
+def _finish(reader: TraceReader, quiet: bool, table: bool = True) -> None:
+    """Notes and accounting on stderr; then exit 2 if an input could not be read to its end."""
+    if not quiet:
+        _notes(reader)
+        if table:
+            click.echo(render_events.stats_text(reader.stats), err=True)
+    if reader.errors:
+        raise InputFailure("; ".join(reader.errors))
 
 
 @click.command()
@@ -50,7 +62,7 @@ def _report(reader: TraceReader, quiet: bool) -> None:
 @_input_format_option
 @click.option("--summary", is_flag=True, help="Print only the per-file accounting (lines, events by kind, "
               "foreign, malformed, lost-event markers).")
-@click.option("--kind", "kinds", multiple=True, help="Only events of this kind (repeatable), e.g. smc_call.")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS), help="Only events of this kind (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any line is malformed.")
 @click.option("-q", "--quiet", is_flag=True, help="No accounting on stderr.")
 @format_option("table", "jsonl", "json")
@@ -76,24 +88,27 @@ def parse(files: tuple[str, ...], input_format: str | None, summary: bool, kinds
     reader = _reader(files, input_format)
     decoder = Decoder(resolve_profile("mainline", ()))
     wanted = set(kinds)
+    collected: list[dict[str, object]] = []
     for event in reader:
         if summary or (wanted and event.KIND not in wanted):
             continue
         if fmt == "table":
             click.echo(render_events.event_text(event, decoder))
-        else:
+        elif fmt == "jsonl":
             click.echo(json.dumps(render_events.event_json(event)))
+        else:
+            collected.append(render_events.event_json(event))
     if summary:
         if fmt == "table":
             click.echo(render_events.stats_text(reader.stats))
+        elif fmt == "jsonl":
+            for s in reader.stats:
+                click.echo(json.dumps(render_events.stats_json(s)))
         else:
             emit([render_events.stats_json(s) for s in reader.stats])
-        if not quiet:
-            for stats in reader.stats:
-                for line in stats.diagnostics:
-                    click.echo(f"malformed: {line}", err=True)
-    else:
-        _report(reader, quiet)
+    elif fmt == "json":
+        emit({"events": collected, "files": [render_events.stats_json(s) for s in reader.stats]})
+    _finish(reader, quiet, table=not summary)
     if strict and any(s.malformed for s in reader.stats):
         sys.exit(EXIT_FINDINGS)
 
@@ -137,7 +152,7 @@ def regs(files: tuple[str, ...], input_format: str | None, quiet: bool, profile:
             click.echo(f"{event.file}:{event.line}: {why}\n{text.call_text(call)}\n")
     if fmt == "json":
         emit(out)
-    _report(reader, quiet)
+    _finish(reader, quiet)
 
 
 @click.command("tracing-setup")

@@ -68,8 +68,9 @@ def flow_text(flow: Flow, findings: list[Finding]) -> str:
     first = flow.first.decoded
     name = flow.function or (f"{flow.a0:#010x}" if flow.a0 is not None else "(return only)")
     cpus = ",".join(str(c) for c in flow.cpus) or "?"
-    head = (f"#{flow.index} {_secs(flow.start)} cpu {cpus} {flow.task or '?'}-{flow.pid if flow.pid is not None else '?'}"
-            f"  {name} {_fields(first.fields if first is not None else {})}".rstrip())
+    who = f"{flow.task or '?'}-{flow.pid if flow.pid is not None else '?'}"
+    head = (f"#{flow.index} {_secs(flow.start)} cpu {cpus} {who}  {name} "
+            f"{_fields(first.fields if first is not None else {})}".rstrip())
     lines = [f"{head}   [{flow.file}:{flow.first_line}]"]
     if flow.retries:
         lines.append(f"    ETHREAD_LIMIT x{flow.retries}: retried the same call")

@@ -10,6 +10,7 @@ TF-A, OP-TEE and Linux lines is the normal case.
 from __future__ import annotations
 
 import importlib
+import re
 from functools import cache
 
 from .base import Events, Malformed, Outcome, Parser
@@ -33,6 +34,13 @@ def format_names() -> tuple[str, ...]:
     return (CONSOLE, *parsers())
 
 
+# Host-side time stamps that serial tools put before each line: "[17:00:00.123] ",
+# "2026-11-25 17:00:00.123 ", "2026-11-25T17:00:00,123 " (not the kernel's "[    1.234567]").
+_HOST_TIME = re.compile(
+    rb"(?:\[\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\]|\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)\s?")
+_HOST_TIME_STARTS = frozenset((b"[", *(bytes([c]) for c in b"0123456789")))
+
+
 class ConsoleParser(Parser):
     """Every family's parser at once; each line goes to the first that claims it. A parser in
     the middle of a multi-line event (it answered ``()``) is asked first for the next line."""
@@ -45,6 +53,10 @@ class ConsoleParser(Parser):
         self.pending: Parser | None = None
 
     def feed(self, lineno: int, line: bytes) -> Outcome:
+        if line[:1] in _HOST_TIME_STARTS:
+            stamp = _HOST_TIME.match(line)
+            if stamp is not None:  # a serial-capture tool's own time stamp (tio, grabserial, ts)
+                line = line[stamp.end():]
         pending = self.pending
         malformed: Malformed | None = None
         if pending is not None:

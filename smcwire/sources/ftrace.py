@@ -33,9 +33,11 @@ Events read (anything else, sched_switch to function and function_graph lines, i
     fetched (``$argN``, Linux >= 6.12) as ``call_regs``; ``r0=`` … on an entry-style probe placed
     after the SMC instruction gives an ``SmcReturn`` of origin "kprobe".
 
-  Other fields (``res=``) are ignored and ``key`` is None (model/events.py). A value is hex with
-  or without ``0x`` (kernels before x-types gained the prefix printed none), or a signed decimal
-  when it starts with ``-``; probes should fetch with ``:x32``/``:x64`` types (recipes.py).
+  The probe must be on an SMC entry: its site or its event name names it (``optee_smccc_smc``,
+  ``optee_smccc_hvc``, ``arm_smccc_smc``, ``smcw/…``); probes elsewhere are foreign whatever
+  their fields. Other fields (``res=``) are ignored and ``key`` is None (model/events.py). A
+  value is read as the kernel prints it: ``0x…`` hex for x types, decimal for u/s types (a value
+  with hex letters and no ``0x`` is read as hex); probes should fetch with ``:x32``/``:x64``.
 - ``CPU:N [LOST M EVENTS]`` (kernel/trace/trace.c ``print_trace_line()``) and trace-cmd's
   ``CPU:N [M EVENTS DROPPED]`` → ``LostEvents``.
 
@@ -220,6 +222,8 @@ class FtraceParser(Parser):
         probe = _PROBE.match(body)
         if probe is None:
             return None
+        if _SMC_SITE.search(probe[1]) is None and _SMC_SITE.search(event) is None:
+            return None  # another probe (do_sys_openat2, vfs_read…): not an SMC, whatever its fields
         fields = dict(_FIELD.findall(probe[2]))
         is_return = b" <- " in probe[1]
         name = event.decode(errors="replace")
@@ -300,9 +304,17 @@ def _registers(fields: dict[bytes, bytes], names: tuple[bytes, ...]) -> tuple[in
     return tuple(out) if out else None
 
 
+# a probe on an SMC entry: its site (optee_smccc_smc/hvc, arm_smccc_smc…) or its event name says so
+_SMC_SITE = re.compile(rb"smccc|smc_call|_smc\b|\bsmc")
+
+
 def _probe_value(name: bytes, value: bytes) -> int:
+    """A probe field as the kernel prints it (trace_probe.c print_type_*): ``0x…`` for x types,
+    decimal for u/s types."""
     try:
-        return int(value) & _MASK64 if value[:1] == b"-" else int(value, 16)
+        if value[:2] == b"0x":
+            return int(value, 16)
+        return int(value) & _MASK64 if value.lstrip(b"-").isdigit() else int(value, 16)
     except ValueError:
         raise ValueError(f"{name.decode()}={value.decode(errors='replace')} is not a register value") from None
 

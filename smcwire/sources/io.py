@@ -11,9 +11,11 @@ import gzip
 import io
 import lzma
 import os
+import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -91,24 +93,55 @@ class LineTooLong(NamedTuple):
     length: int
 
 
+_LONE_CR = re.compile(rb"\r(?![\r\n])")
+
+
 def read_lines(stream: BinaryIO, name: str) -> Iterator[bytes | LineTooLong]:
-    """Raw lines without their ending (``\\n``, ``\\r\\n``, trailing ``\\r``s), one by one; a line
-    over ``MAX_LINE`` bytes is skipped to its end and given as ``LineTooLong``."""
-    readline = stream.readline
+    """Raw lines without their ending, one by one. Lines end at ``\n`` (as ``grep -n`` counts
+    them; ``\r``s before it are dropped) or, in a file whose start shows lone ``\r`` line ends
+    (old Mac-style and CR-only serial captures), at a lone ``\r`` too. A line over ``MAX_LINE``
+    bytes is skipped to its end and given as ``LineTooLong``."""
     try:
-        while True:
-            line = readline(MAX_LINE)
-            if not line:
-                return
-            if len(line) == MAX_LINE and not line.endswith(b"\n"):
-                length = len(line)
-                while True:
-                    rest = readline(_READ)
-                    length += len(rest)
-                    if not rest or rest.endswith(b"\n"):
-                        break
-                yield LineTooLong(length - (1 if rest.endswith(b"\n") else 0))
-                continue
-            yield line.rstrip(b"\r\n")
+        head = stream.peek(_READ)[:_READ - 1] if hasattr(stream, "peek") else b""
+        lines = _cr_lines(stream) if _LONE_CR.search(head) else _lf_lines(stream)
+        yield from lines
     except (OSError, EOFError, lzma.LZMAError, ValueError) as e:  # corrupt compressed data
         raise InputFileError(f"{name}: cannot read: {e}") from None
+
+
+def _lf_lines(stream: BinaryIO) -> Iterator[bytes | LineTooLong]:
+    readline = stream.readline
+    for line in iter(partial(readline, MAX_LINE), b""):
+        if len(line) == MAX_LINE and line[-1] != 10:
+            yield _skip_long(readline, len(line))
+        else:
+            yield line.rstrip(b"\r\n")
+
+
+def _cr_lines(stream: BinaryIO) -> Iterator[bytes | LineTooLong]:
+    readline = stream.readline
+    pending = b""  # the unfinished last piece of a CR-only chunk
+    for line in iter(partial(readline, MAX_LINE), b""):
+        if len(line) == MAX_LINE and line[-1] != 10:
+            if b"\r" in line:  # split the chunk, keep its unfinished piece
+                *pieces, pending = (pending + line).split(b"\r")
+                yield from pieces
+                if len(pending) < MAX_LINE:
+                    continue
+                line, pending = pending, b""
+            yield _skip_long(readline, len(line))
+            continue
+        body = (pending + line).rstrip(b"\r\n")
+        pending = b""
+        yield from body.split(b"\r")
+    if pending:
+        yield pending
+
+
+def _skip_long(readline: Callable[[int], bytes], length: int) -> LineTooLong:
+    """Read past the rest of an over-long line; its whole length."""
+    while True:
+        rest = readline(_READ)
+        if not rest or rest.endswith(b"\n"):
+            return LineTooLong(length + len(rest.rstrip(b"\r\n")))
+        length += len(rest)

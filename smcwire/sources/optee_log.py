@@ -155,6 +155,8 @@ class OpteeLogParser(Parser):
         self.dump_lines = (0, 0)  # its first and last line
 
     def feed(self, lineno: int, line: bytes) -> Outcome:
+        if line[:1] == b"*" and line[2:3] == b"/":  # '*': the console was contended (core/kernel/trace_ext.c)
+            line = line[1:]
         if not line or line[0] not in _LEVELS:
             return None
         if line[1:2] == b"/" and line[4:5] == b":" and line[2:4].isalpha() and line[2:4].isupper():

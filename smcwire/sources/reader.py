@@ -16,8 +16,8 @@ from itertools import chain, islice
 from ..model.events import Event
 from . import io
 from .base import Malformed
-from .formats import choose
-from .io import Input, LineTooLong, expand_inputs, read_lines
+from .formats import CONSOLE, ConsoleParser, choose
+from .io import Input, InputFileError, LineTooLong, expand_inputs, read_lines
 
 MAX_DIAGNOSTICS = 20
 SNIFF_LINES = 64
@@ -36,7 +36,7 @@ class FileStats:
     malformed: int = 0
     events: Counter[str] = field(default_factory=Counter)
     lost_markers: int = 0
-    binary_lines: int = 0  # lines with NUL bytes or invalid UTF-8
+    binary_lines: int = 0  # lines with NUL bytes
     diagnostics: list[str] = field(default_factory=list)  # first MAX_DIAGNOSTICS malformed lines
     error: str | None = None  # the file could not be read to its end
 
@@ -61,7 +61,17 @@ class TraceReader:
 
     def __iter__(self) -> Iterator[Event]:
         for inp in self.inputs:
-            yield from self.read(inp)
+            try:
+                yield from self.read(inp)
+            except InputFileError as e:  # recorded per file; the other inputs are still read
+                if not self.stats or self.stats[-1].file != inp.name:
+                    self.stats.append(FileStats(inp.name))
+                self.stats[-1].error = str(e)
+
+    @property
+    def errors(self) -> list[str]:
+        """One line per input that could not be read to its end."""
+        return [s.error for s in self.stats if s.error]
 
     def read(self, inp: Input) -> Iterator[Event]:
         stats = FileStats(inp.name)
@@ -73,6 +83,10 @@ class TraceReader:
             parser = choose([x for x in head if not isinstance(x, LineTooLong)], self.input_format)(inp.name)
             stats.format = parser.name
             feed = parser.feed
+            # A file read by one parser may still go on as a console log (a trace followed by dmesg):
+            # its foreign lines that do not start like a trace line (ftrace pads the task to 16
+            # columns, so its lines start with a blank) are offered to every family.
+            console = ConsoleParser(inp.name) if self.input_format is None and parser.name != CONSOLE else None
             events = stats.events
             lineno = 0
             for lineno, line in enumerate(chain(head, lines), 1):
@@ -80,6 +94,8 @@ class TraceReader:
                     stats.malformed_line(lineno, f"line of {line.length} bytes is too long (limit {io.MAX_LINE})")
                     continue
                 out = feed(lineno, line)  # type: ignore[arg-type]
+                if out is None and console is not None and line and line[0] not in _TRACE_STARTS:
+                    out = console.feed(lineno, line)  # type: ignore[arg-type]
                 if out is None:
                     stats.foreign += 1
                 elif isinstance(out, Malformed):
@@ -92,7 +108,10 @@ class TraceReader:
                 if 0 in line:  # a NUL byte; int membership is a plain memchr, far cheaper than b"\x00" in line
                     stats.binary_lines += 1
             stats.lines = lineno
-            for event in parser.finish():
+            for event in (*parser.finish(), *(console.finish() if console is not None else ())):
                 events[event.KIND] += 1
                 yield event
         stats.lost_markers = events["lost_events"]
+
+
+_TRACE_STARTS = frozenset(b" #")

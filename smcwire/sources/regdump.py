@@ -138,8 +138,9 @@ def _value(raw: str, name: str, digits: tuple[int, ...] = (), bits: int = 64) ->
 
 
 def _bits(name: str) -> int:
-    """Register width by name: w and r registers are 32-bit."""
-    return 32 if name[0] in "wr" and _ARG.fullmatch(name) else 64
+    """Register width by name: w registers are 32-bit (r may hold a 64-bit result: the kretprobe
+    recipe names x0-x3 of the return r0-r3)."""
+    return 32 if name[0] == "w" and _ARG.fullmatch(name) else 64
 
 
 def _unpad(name: str) -> str:
@@ -550,9 +551,9 @@ def _register_tokens(s: str, family: str | None) -> _Line | None:
         return None
     if rest:
         raise _Bad(f"register line: unexpected {rest[:24]!r} after {names[-1]}")
-    if bad := [n for n in names if not _ARG.fullmatch(n)]:
-        raise _Bad(f"register line: {bad[0]!r} is not an argument register (a0-a7, x/w0-x/w30, r0-r15)")
-    regs = {n: _value(v, n, bits=_bits(n)) for n, (_, _, v) in zip(names, tokens, strict=True)}
+    kept = [(n, v) for n, (_, _, v) in zip(names, tokens, strict=True) if _ARG.fullmatch(n)]
+    names = [n for n, _ in kept]  # other fields (a kprobe body's res=) are not registers: left out
+    regs = {n: _value(v, n, bits=_bits(n)) for n, v in kept}
     if len(regs) < len(names):
         raise _Bad(f"register line names a register twice: {' '.join(names)}")
     if len(regs) == 1 and family in (None, "pairs"):  # one register a line: one set over the lines
