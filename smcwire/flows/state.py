@@ -46,6 +46,7 @@ class TraceState:
     peak_in_flight: int = 0
     peak_in_flight_at: Where | None = None
     ethread_limit: int = 0  # ETHREAD_LIMIT answers
+    ethread_limit_at: Where | None = None  # the first ETHREAD_LIMIT answer
     cookies: dict[int, Cookie] = field(default_factory=dict)  # live RPC ALLOC buffers
     freed: dict[int, Where] = field(default_factory=dict)  # cookies freed by RPC FREE, and where
     # ("double_free" | "unknown_free", cookie, where, where it was freed before)
@@ -57,9 +58,12 @@ class TraceState:
     has_returns: bool = False  # SMC results are in the capture
     kprobe_returns_seen: bool = False  # a return probe on the SMC entry is in the capture
     first_event: dict[str, int] = field(default_factory=dict)  # file -> first SMC event line
-    calls_seen: dict[str, Where] = field(default_factory=dict)  # function name -> its first call
-    # fast function name -> (status name, fields, where) of its latest answer
+    calls_seen: dict[str, Where] = field(default_factory=dict)  # function name -> its first call (answered or not)
+    # name of a function that makes no RPCs (fast calls, RESERVE_SYS_THREAD…) -> (status name, fields, where)
+    # of its latest answer
     answers: dict[str, tuple[str | None, dict[str, int], Where]] = field(default_factory=dict)
+    # the first yielding call that ended in an error: (flow function, status name, status, where of the return)
+    first_error: tuple[str | None, str | None, int, Where] | None = None
     messages: list[DriverMessage | TfaMessage | OpteeMessage] = field(default_factory=list)  # console evidence
     other: list[Event] = field(default_factory=list)  # boot milestones, register dumps
 
@@ -72,6 +76,8 @@ class TraceState:
             kinds.add("fast_calls")
         if self.has_returns:
             kinds.add("returns")
+        if self.kprobe_returns_seen:
+            kinds.add("fast_returns")  # results of fast calls too: a return probe on the SMC entry
         if any(isinstance(m, DriverMessage) for m in self.messages):
             kinds.add("dmesg")
         if any(isinstance(m, OpteeMessage) for m in self.messages):

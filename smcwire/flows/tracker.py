@@ -16,7 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..abi.optee import OPTEE_SMC_RETURN_ETHREAD_LIMIT, OPTEE_SMC_RPC_FUNC_ALLOC, OPTEE_SMC_RPC_FUNC_FREE
+from ..abi.optee import (
+    OPTEE_SMC_RETURN_ETHREAD_LIMIT,
+    OPTEE_SMC_RETURN_OK,
+    OPTEE_SMC_RPC_FUNC_ALLOC,
+    OPTEE_SMC_RPC_FUNC_FREE,
+)
 from ..codec.decode import Decoder
 from ..model.events import (
     BootMilestone,
@@ -39,6 +44,7 @@ _ENABLE_ASYNC_NOTIF = 0xB2000010
 _DISABLE_SHM_CACHE = 0xB200000A
 _ENABLE_SHM_CACHE = 0xB200000B
 _M32 = 0xFFFFFFFF
+_NOT_ERRORS = {OPTEE_SMC_RETURN_OK, OPTEE_SMC_RETURN_ETHREAD_LIMIT}  # final or retried, not a failure
 _QUIET = {"message", "other", "boot", "stack_frame", "backtrace"}  # console lines kept out of the state
 
 ChainKey = tuple[object, ...]
@@ -75,13 +81,16 @@ class Tracker:
 
     def finish(self) -> Iterator[Flow]:
         """Flows still in flight at the end of the trace, marked incomplete."""
-        steps = {id(s): s for s in self._pending.values()}
+        steps: dict[int, tuple[Step, ChainKey]] = {id(s): (s, key) for key, s in self._pending.items()}
         gap = "trace end" if self.state.kprobe_returns_seen else "no return probe"
         for stack in self._stacks.values():
-            steps.update((id(s), s) for s, dup in stack if not dup)
-        for step in steps.values():
+            steps.update((id(s), (s, ("task", s.call.pid, s.call.task))) for s, dup in stack if not dup and s.call)
+        for step, key in steps.values():
             flow = self._chain_of(step)
-            if flow is None:
+            chain = self._chains.get(key)
+            if flow is None and chain is not None and self._continues(chain, step):
+                self._extend(chain, step)  # the resume or retry whose return the trace does not have
+            elif flow is None:
                 yield self._finish(self._new_flow(step), gap if step.call and step.call.key is None else "trace end")
         for key, flow in list(self._chains.items()):
             del self._chains[key]
@@ -114,6 +123,7 @@ class Tracker:
                 if not duplicate:
                     yield self._finish(self._new_flow(done), "no return probe")
         step = Step(event, None, self.decoder.call(event.regs), None)
+        self._seen(step)
         stack.append((step, False))
         self._enter(("task", event.pid, event.task), event)
 
@@ -146,6 +156,7 @@ class Tracker:
                 flow = self._new_flow(stale)
             yield self._finish(flow, "no end")
         step = self._pending[key] = Step(event, None, self.decoder.call(event.regs), None)
+        self._seen(step)
         self._begun[(event.pid, event.task)] = step
         self._enter(key, event)
 
@@ -196,6 +207,7 @@ class Tracker:
                 return
             if answer.status == OPTEE_SMC_RETURN_ETHREAD_LIMIT:
                 self.state.ethread_limit += 1
+                self.state.ethread_limit_at = self.state.ethread_limit_at or (step.ret.file, step.ret.line)
                 self._chains[key] = flow
                 self._leave(key)  # waiting for a free thread, holding none
                 return
@@ -252,6 +264,8 @@ class Tracker:
         self._note_cpu(flow, step)
         if event.cpu in self._lost_since:
             flow.incomplete = "lost events"
+        elif step.call is not None and step.call.regs[0] & _M32 == RETURN_FROM_RPC:
+            flow.incomplete = "no begin"  # a resume with no call before it: the trace began inside the call
         return flow
 
     def _finish(self, flow: Flow, incomplete: str | None) -> Flow:
@@ -274,6 +288,12 @@ class Tracker:
         return next((f for f in self._chains.values() if step in f.steps), None)
 
     # --- what the trace tells ---------------------------------------------------------------
+    def _seen(self, step: Step) -> None:
+        """Remember the first call of each function, whether or not its return is in the trace."""
+        name = step.decoded.name if step.decoded is not None else None
+        if name is not None and step.call is not None:
+            self.state.calls_seen.setdefault(name, (step.call.file, step.call.line))
+
     def _learn(self, flow: Flow, step: Step) -> None:
         """Record the capabilities, thread count, async notifications and RPC cookies a step shows."""
         state = self.state
@@ -281,12 +301,13 @@ class Tracker:
         assert call is not None and answer is not None
         a0 = call.regs[0] & _M32
         where = (call.file, call.line)
-        name = step.decoded.name if step.decoded is not None else None
-        if name is not None:
-            state.calls_seen.setdefault(name, where)
-            if a0 >> 31:
-                ret = (step.ret.file, step.ret.line) if step.ret is not None else where
-                state.answers[name] = (answer.status_name, answer.fields, ret)
+        function = step.decoded.function if step.decoded is not None else None
+        if function is not None:
+            ret = (step.ret.file, step.ret.line) if step.ret is not None else where
+            if not function.rpc:
+                state.answers[function.name] = (answer.status_name, answer.fields, ret)
+            elif state.first_error is None and not answer.is_rpc and answer.status not in _NOT_ERRORS:
+                state.first_error = (flow.function, answer.status_name, answer.status, ret)
         if a0 == _EXCHANGE_CAPABILITIES:
             state.exchange_seen = state.exchange_seen or where
             state.nsec_caps = Fact(call.regs[1] & _M32, [where], "OPTEE_SMC_EXCHANGE_CAPABILITIES")
