@@ -7,7 +7,7 @@ from pathlib import Path
 
 PKG = Path(__file__).parent.parent / "smcwire"
 # lowest first; a module may import its own layer and the ones before it
-LAYERS = ["model", "abi", "codec", "sources", "render", "cli"]
+LAYERS = ["model", "abi", "codec", "sources", "flows", "rules", "explain", "pipeline", "render", "cli"]
 
 
 def _imports(path: Path) -> set[str]:

@@ -65,8 +65,14 @@ def _summary_text(summary: dict[str, Any]) -> str:
     for f in summary["files"]:
         lines.append(f"   {f['file']}: {f['format']}, {f['lines']} lines: {f['event_lines']} in events, "
                      f"{f['foreign']} foreign, {f['malformed']} malformed")
+    missing: dict[str, list[str]] = {}
     for item in summary["not_run"]:
-        lines.append(f"   could not run {item['rule']}: {item['missing']}")
+        missing.setdefault(item["missing"], []).append(item["rule"])
+    for why, ids in missing.items():
+        lines.append(f"   could not run {', '.join(ids)}: the capture lacks {why}")
+    if any("fast" in why for why in missing):
+        lines.append("   (fast calls and their results: add a kprobe and a kretprobe on the SMC entry, "
+                     "see `smcwire tracing-setup`)")
     return "\n".join(lines)
 
 

@@ -78,8 +78,9 @@ def flow_text(flow: Flow, findings: list[Finding]) -> str:
         thread = f" thread {trip.thread}" if trip.thread is not None else ""
         served = f", served in {_dur(trip.normal_ns)}" if trip.normal_ns is not None else ", unanswered"
         line = trip.request.ret.line if trip.request.ret is not None else "?"
-        lines.append(f"    RPC {trip.function or hex(0xFFFF0000 | trip.func)}{thread} "
-                     f"{_fields(trip.fields)}{served}   [line {line}]".replace("  ", " "))
+        fields = _fields({k: v for k, v in trip.fields.items() if k != "thread_id"})
+        lines.append(f"    RPC {trip.function or hex(0xFFFF0000 | trip.func)}{thread}"
+                     f"{' ' + fields if fields else ''}{served}   [line {line}]")
     result = flow.result_name or (f"incomplete ({flow.incomplete})" if flow.incomplete else "no result")
     thread = f", OP-TEE thread {flow.thread}" if flow.thread is not None else ""
     lines.append(f"    -> {result} in {_dur(flow.duration)} (secure {_dur(flow.secure_ns)}, normal world "

@@ -1,0 +1,146 @@
+"""Pairing rules: every SMC entry has its return, every return its entry, and a CPU runs one SMC
+at a time.
+
+The optee tracepoints bracket every ``invoke_fn`` of ``optee_smc_do_call_with_arg`` (Linux
+``optee_trace.h``), and a return probe fires once per entry probe; so outside lost-event gaps and
+the capture's edges, a missing half means the trace is not what the driver did.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from ..abi.profiles import Profile
+from ..flows.model import Finding, Flow
+from ..flows.state import TraceState, Where
+from .base import Check, at, call_where, lost_marker, name, ret_where, who
+from .catalog import RULES_BY_ID
+
+_IRQ_CALL = 0xB2000011  # OPTEE_SMC_GET_ASYNC_NOTIF_VALUE, which Linux issues from hard IRQ context
+_SAME_SMC_NS = 1000  # one SMC printed twice (a log holding several reports of one trace) starts within 1 us
+
+
+class _Span(NamedTuple):
+    """One SMC on a CPU, from entry to return (sorted by ``start``)."""
+
+    start: int
+    end: int
+    pid: int | None
+    task: str | None
+    function: str
+    a0: int | None
+    where: Where
+    flow: int
+
+    def twin(self, other: _Span) -> bool:
+        """Whether both are one SMC seen twice: same task and function, same start."""
+        return self.pid == other.pid and self.function == other.function and \
+            abs(self.start - other.start) < _SAME_SMC_NS
+
+
+class BeginWithoutEnd(Check):
+    """An SMC entry without its return (abi.md §7.1: each begin is followed by its end)."""
+
+    rule = RULES_BY_ID["SMC001"]
+
+    def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
+        last = flow.last
+        if last.call is None or last.ret is not None or flow.incomplete == "no return probe":
+            return ()
+        where = call_where(last)
+        what = f"{name(flow)} entered at {at(where)} by {who(flow)} has no return"
+        gap = lost_marker(state, where[0], flow.cpus, after=where[1])
+        if flow.incomplete == "trace end":
+            return (self.finding(f"{what}: the capture ended while it was in the secure world (a capture "
+                                 "artefact, unless that CPU never came back).", where, flow, "info"),)
+        if flow.incomplete == "lost events" or gap is not None:
+            lost = f" ({at(gap)})" if gap is not None else ""
+            return (self.finding(f"{what}: events were lost on its CPU{lost}, so the flow is incomplete, "
+                                 "not misused.", where, flow, "info"),)
+        return (self.finding(f"{what}, yet the same call was entered again: the end event is missing "
+                             "from an otherwise complete trace, or the driver re-entered the SMC before it "
+                             "returned.", where, flow),)
+
+
+class EndWithoutBegin(Check):
+    """An SMC return without its entry. Before a CPU's first entry in a file it is the capture's
+    start cutting a call in two (each CPU has its own ring buffer)."""
+
+    rule = RULES_BY_ID["SMC002"]
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        self._first_entry: dict[tuple[str, int | None], int] = {}  # (file, CPU) -> first entry line seen
+
+    def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
+        first = flow.first
+        if first.call is not None:
+            key = (first.call.file, first.call.cpu)
+            if first.call.line < self._first_entry.get(key, first.call.line + 1):
+                self._first_entry[key] = first.call.line
+            return ()
+        ret = first.ret
+        assert ret is not None
+        where = ret_where(first)
+        what = f"the SMC return (a0 = {ret.regs[0]:#x}) at {at(where)} by {who(flow)} has no entry"
+        gap = lost_marker(state, where[0], flow.cpus, before=where[1])
+        if flow.incomplete == "lost events" or gap is not None:
+            lost = f" ({at(gap)})" if gap is not None else ""
+            return (self.finding(f"{what}: events were lost on its CPU{lost}, so the flow is incomplete, "
+                                 "not misused.", where, flow, "info"),)
+        if self._first_entry.get((ret.file, ret.cpu), ret.line + 1) > ret.line:
+            return (self.finding(f"{what}: it comes before the first SMC entry of CPU {ret.cpu} in this "
+                                 "file, so the capture began inside the call (a capture artefact).",
+                                 where, flow, "info"),)
+        return (self.finding(f"{what}, although the trace holds that CPU's earlier entries: the begin event "
+                             "is missing from an otherwise complete trace.", where, flow),)
+
+
+class NestedEntry(Check):
+    """An SMC entered on a CPU between another SMC's entry and return on that CPU. The only
+    legitimate case is Linux's hard-IRQ GET_ASYNC_NOTIF_VALUE, which runs as soon as the outer SMC
+    has left the secure world with FOREIGN_INTR, before its return probe fires."""
+
+    rule = RULES_BY_ID["SMC003"]
+    _KEEP = 64  # recent SMCs remembered per CPU
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        self._recent: dict[tuple[str, int | None], list[_Span]] = {}  # (file, CPU) -> recent SMCs
+
+    def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
+        out = []
+        function, a0 = name(flow), flow.a0
+        for step in flow.steps:
+            call, ret = step.call, step.ret
+            if call is None or ret is None or call.ts is None or ret.ts is None or call.cpu != ret.cpu:
+                continue
+            span = _Span(call.ts, ret.ts, call.pid, call.task, function, a0, (call.file, call.line), flow.index)
+            spans = self._recent.setdefault((call.file, call.cpu), [])
+            i = bisect_left(spans, (call.ts,))
+            for other in (spans[i - 1] if i else None, spans[i] if i < len(spans) else None):
+                if other is not None and other.flow != flow.index and other.start < span.end \
+                        and span.start < other.end and not other.twin(span):
+                    outer, inner = (other, span) if other.start <= span.start else (span, other)
+                    if inner.a0 != _IRQ_CALL:
+                        out.append(self._nested(outer, inner, call.cpu, flow))
+                    break
+            spans.insert(i, span)
+            if len(spans) > self._KEEP:
+                del spans[0]
+        return out
+
+    def _nested(self, outer: _Span, inner: _Span, cpu: int | None, flow: Flow) -> Finding:
+        text = (f"{inner.function} entered at {at(inner.where)} on CPU {cpu} while {outer.function} entered at "
+                f"{at(outer.where)} on that CPU had not returned")
+        if outer.pid == inner.pid:
+            return self.finding(f"{text}, both by {inner.task}-{inner.pid}: one task cannot issue an SMC inside "
+                                "its own SMC outside the async-notification IRQ, so a return is missing or the "
+                                "probes are misplaced.", inner.where, flow)
+        return self.finding(f"{text}: {outer.task}-{outer.pid} was switched out between its trace point and its "
+                            "SMC, so its duration includes the other call.", inner.where, flow, "info")
+
+
+CHECKS = (BeginWithoutEnd, EndWithoutBegin, NestedEntry)
