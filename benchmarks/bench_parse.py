@@ -59,10 +59,22 @@ OPTEE_TASKS = TASKS[:4]
 PARAMS = {pid: [f"00000000{random.Random(pid * 8 + i).getrandbits(32):08x}" for i in range(8)]
           for _, pid in OPTEE_TASKS}
 CALLS = ([f"32000013, ffff5bf3, {0x46328000 + 0x180 * i:x}, {0x180 * (i % 4):x}, 0, 0, 0, 0" for i in range(40)]
-         + [f"32000012, 0, {0x4632c000 + 0x1000 * i:x}, 0, 0, 0, 0, 0" for i in range(20)]
-         + [f"32000003, 0, 0, {t}, 0, 0, 0, 0" for t in range(2)] * 30)
-RETS = ["ffff0004, 0, 0, 0", "ffff0004, 0, 0, 1", "ffff0005, 0, 0, 0", "ffff0005, 0, 0, 1", "0, 0, 0, 0",
-        "1, e597b220, 8000000100, 0"]
+         + [f"32000012, 0, {0x4632c000 + 0x1000 * i:x}, 0, 0, 0, 0, 0" for i in range(20)])
+ETHREAD_LIMIT = "1, e597b220, 8000000100, 0"
+
+
+def _chain(rng: random.Random) -> list[tuple[str, str]]:
+    """The (begin args, end values) pairs of one yielding call as Linux and OP-TEE exchange them
+    (abi.md §4): the call, RPC round trips on one OP-TEE thread resumed with its a3, the result;
+    now and then refused with ETHREAD_LIMIT first and retried with the same arguments."""
+    call, thread = rng.choice(CALLS), rng.randrange(2)
+    pairs = [(call, ETHREAD_LIMIT)] * (rng.random() < 0.05)
+    args = call
+    for _ in range(rng.choice((0, 0, 1, 1, 2, 3))):
+        pairs.append((args, f"{rng.choice(('ffff0004', 'ffff0005'))}, 0, 0, {thread:x}"))
+        args = f"32000003, 0, 0, {thread:x}, 0, 0, 0, 0"
+    pairs.append((args, "0, 0, 0, 0"))
+    return pairs
 
 
 def _line(rng: random.Random, ts: int, comm: str, pid: int, event: str, body: str) -> str:
@@ -99,6 +111,7 @@ def generate(path: Path, lines: int) -> int:
     """Write the trace; return the number of optee event lines in it."""
     rng = random.Random(1)
     ts, optee, written = 1_000_000, 0, 0
+    chains: dict[int, tuple[str, list[tuple[str, str]]]] = {}  # pid -> its call in progress
     with path.open("w") as f:
         f.write(HEADER.format(n=lines - HEADER.count("\n")))
         written = HEADER.count("\n")
@@ -106,10 +119,13 @@ def generate(path: Path, lines: int) -> int:
             ts += rng.randrange(1, 40)
             if rng.random() < 1 / 9 and written + 2 <= lines:  # a begin/end pair: 2 lines of 10
                 comm, pid = rng.choice(OPTEE_TASKS)
-                param = rng.choice(PARAMS[pid])
-                f.write(_line(rng, ts, comm, pid, "optee_invoke_fn_begin", f"param={param} ({rng.choice(CALLS)})"))
+                if not chains.get(pid, ("", []))[1]:
+                    chains[pid] = (rng.choice(PARAMS[pid]), _chain(rng))
+                param, pairs = chains[pid]
+                args, values = pairs.pop(0)
+                f.write(_line(rng, ts, comm, pid, "optee_invoke_fn_begin", f"param={param} ({args})"))
                 ts += rng.randrange(5, 900)
-                f.write(_line(rng, ts, comm, pid, "optee_invoke_fn_end", f"param={param} ret ({rng.choice(RETS)})"))
+                f.write(_line(rng, ts, comm, pid, "optee_invoke_fn_end", f"param={param} ret ({values})"))
                 optee, written = optee + 2, written + 2
             else:
                 f.write(_other(rng, ts))

@@ -15,7 +15,7 @@ from ..flows.model import Finding, Flow
 from ..pipeline import Analysis, captures
 from ..render import flows as render_flows
 from ..rules.catalog import RULES
-from ..explain.stats import stats_text
+from ..explain.stats import StatsCollector, stats_text
 from .common import EXIT_FINDINGS, emit, format_option, profile_options, resolve_profile
 
 SEVERITIES = ("info", "warning", "error")
@@ -48,7 +48,7 @@ def _summary(analysis: Analysis) -> dict[str, Any]:
         "not_run": [{"rule": r.id, "missing": why} for r, why in analysis.not_run],
         "peak_in_flight": state.peak_in_flight,
         "thread_count": state.thread_count.value if state.thread_count else None,
-        "ethread_limit": state.ethread_limit, "lost_markers": len(state.lost),
+        "ethread_limit": state.ethread_limit, "lost_markers": len(state.lost), "replays": analysis.replays,
         "files": [{"file": s.file, "format": s.format, "lines": s.lines, "event_lines": s.event_lines,
                    "foreign": s.foreign, "malformed": s.malformed} for s in analysis.files],
     }
@@ -65,6 +65,7 @@ def _summary_text(summary: dict[str, Any]) -> str:
     for f in summary["files"]:
         lines.append(f"   {f['file']}: {f['format']}, {f['lines']} lines: {f['event_lines']} in events, "
                      f"{f['foreign']} foreign, {f['malformed']} malformed")
+    lines.extend(f"   {replay}" for replay in summary["replays"])
     missing: dict[str, list[str]] = {}
     for item in summary["not_run"]:
         missing.setdefault(item["missing"], []).append(item["rule"])
@@ -200,9 +201,10 @@ def stats(files: tuple[str, ...], input_format: str | None, profile: str, extens
     """
     results = []
     for analysis in _analyses(files, profile, extensions, input_format=input_format):
+        analysis.stats = collector = StatsCollector()
         analysis.run()
         assert analysis.state is not None
-        result = {"capture": analysis.capture.name, **analysis.stats.result(analysis.state)}
+        result = {"capture": analysis.capture.name, **collector.result(analysis.state)}
         results.append(result)
         if fmt == "table":
             click.echo(f"== {analysis.capture.name}\n{stats_text(result)}")

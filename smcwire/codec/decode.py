@@ -189,14 +189,12 @@ class Decoder:
                 reader = self._reader(rpc_function.reply_layout)
             else:
                 notes = notes + (f"answers unknown RPC function {rpc:#x}: generic layout",)
-        if len(regs) >= reader.need:
-            fields = reader.fields(regs)
-            if function is not None and reader.suspect_call(regs):
-                notes = notes + tuple(_checks(reader.layout, regs, call=True))
-        else:
-            fields = _fields(reader.layout, regs)
-            if function is not None:
-                notes = notes + tuple(_checks(reader.layout, regs, call=True))
+        n = len(regs)
+        fields = reader.fields(regs) if n >= reader.need else _fields(reader.layout, regs)
+        if function is not None and (reader.suspect_call(regs) if n >= reader.need_call else True):
+            checks = _checks(reader.layout, regs, call=True)
+            if checks:
+                notes = notes + tuple(checks)
         return Call(regs, fid, function, reader.layout, fields, notes, rpc_function)
 
     def _return_plan(self, call: Call | None, status: int) -> tuple[Reader, str | None, RpcFunction | None,
@@ -237,13 +235,12 @@ class Decoder:
         status = regs[0] & M32
         plan = self._returns.get((call.fid.value if call is not None else -1, status))
         reader, name, rpc, notes, is_rpc = plan or self._return_plan(call, status)
-        if len(regs) >= reader.need:
-            fields = reader.fields(regs)
-            if reader.suspect_return(regs):
-                notes = notes + tuple(_checks(reader.layout, regs, call=False))
-        else:
-            fields = _fields(reader.layout, regs)
-            notes = notes + tuple(_checks(reader.layout, regs, call=False))
+        n = len(regs)
+        fields = reader.fields(regs) if n >= reader.need else _fields(reader.layout, regs)
+        if reader.suspect_return(regs) if n >= reader.need_return else reader.need_return > 1:
+            checks = _checks(reader.layout, regs, call=False)
+            if checks:
+                notes = notes + tuple(checks)
         if reader.preserved and call is not None:
             n = min(len(call.regs), len(regs))
             if n > reader.preserved[0]:

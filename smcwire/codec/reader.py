@@ -17,7 +17,9 @@ class Reader:
     """Reads one layout from register tuples of at least ``need`` registers."""
 
     layout: Layout
-    need: int
+    need: int  # registers the ``fields`` function reads
+    need_call: int  # registers ``suspect_call`` reads
+    need_return: int  # registers ``suspect_return`` reads
     fields: Callable[[Regs], dict[str, int]]
     # non-zero when a checked register (MBZ; in a call also "not used") is non-zero
     suspect_call: Callable[[Regs], int]
@@ -36,6 +38,11 @@ def _check_expr(s: Slot) -> str:
     return _expr(s.reg, s.lo, mask)
 
 
+def _need(slots: tuple[Slot, ...] | list[Slot]) -> int:
+    """How many registers (a0 first) hold these slots."""
+    return 1 + max((s.reg + int(s.pair) for s in slots), default=0)
+
+
 def _lambda(body: str) -> Callable[[Regs], object]:
     return eval(f"lambda r: {body}", {})  # noqa: S307 - source generated from the slot table only
 
@@ -49,10 +56,10 @@ def compile_reader(layout: Layout) -> Reader:
         else:
             items.append(f"{s.name!r}: {_expr(s.reg, s.lo, s.mask)}")
     checked_call = [_check_expr(s) for s in layout.checks]
-    checked_ret = [_check_expr(s) for s in layout.checks if s.role is not Role.NOT_USED]
-    need = 1 + max((s.reg + int(s.pair) for s in layout.slots), default=0)
+    returned = [s for s in layout.checks if s.role is not Role.NOT_USED]
+    checked_ret = [_check_expr(s) for s in returned]
     return Reader(
-        layout, need,
+        layout, _need(layout.fields), _need(layout.checks), _need(returned),
         _lambda("{" + ", ".join(items) + "}"),  # type: ignore[arg-type]
         _lambda(" | ".join(checked_call) or "0"),  # type: ignore[arg-type]
         _lambda(" | ".join(checked_ret) or "0"),  # type: ignore[arg-type]

@@ -152,7 +152,7 @@ class StatsCollector:
             rpc.unanswered += trip.reply is None
             if trip.normal_ns is not None:
                 rpc.service.add(trip.normal_ns)
-        if not flow.fast:
+        if flow.retries:
             self._waits(flow)
 
     def _waits(self, flow: Flow) -> None:

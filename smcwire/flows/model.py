@@ -78,6 +78,16 @@ class Flow:
     incomplete: str | None = None  # why the flow is cut: "trace start", "trace end", "lost events"
     console: list[OpteeMessage] = field(default_factory=list)  # OP-TEE log lines of its thread, in its time
     findings: list[str] = field(default_factory=list)  # rule ids of findings about this flow
+    # fixed by the first step, which never changes
+    a0: int | None = field(init=False)  # the function ID of the first call (None: a return without entry)
+    function: str | None = field(init=False)  # its name, None when unknown
+    fast: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        first = self.steps[0]
+        self.a0 = first.call.regs[0] & 0xFFFFFFFF if first.call is not None else None
+        self.function = first.decoded.name if first.decoded is not None else None
+        self.fast = self.a0 is not None and bool(self.a0 >> 31)
 
     @property
     def first(self) -> Step:
@@ -101,19 +111,6 @@ class Flow:
     def last_line(self) -> int:
         return max((s.ret or s.call).line for s in self.steps)  # type: ignore[union-attr]
 
-    @property
-    def a0(self) -> int | None:
-        call = self.first.call
-        return call.regs[0] & 0xFFFFFFFF if call is not None else None
-
-    @property
-    def function(self) -> str | None:
-        decoded = self.first.decoded
-        return decoded.name if decoded is not None else None
-
-    @property
-    def fast(self) -> bool:
-        return self.a0 is not None and bool(self.a0 >> 31)
 
     @property
     def start(self) -> int | None:

@@ -9,12 +9,12 @@ Pairing (abi.md §7.1, formats.md §2.1-2.2):
   steps. A kprobe entry that repeats the pending tracepoint begin of the same task (same
   registers) is the same SMC seen twice: it is kept as ``Step.also``, not as a second call.
 
-Completed flows stream out of ``feed``; only what is in flight is kept.
+``feed`` returns the flows an event completes; only what is in flight is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 
 from ..abi.optee import (
     OPTEE_SMC_RETURN_ETHREAD_LIMIT,
@@ -51,7 +51,7 @@ ChainKey = tuple[object, ...]
 
 
 class Tracker:
-    """Feed it one capture's events in order; it yields flows as they complete."""
+    """Feed it one capture's events in order; it hands back flows as they complete."""
 
     def __init__(self, capture: str, decoder: Decoder) -> None:
         self.capture = capture
@@ -64,13 +64,15 @@ class Tracker:
         self._lost_since: set[object] = set()  # CPUs with a LOST marker since their last event
         self._begun: dict[tuple[int | None, str | None], Step] = {}  # each task's latest tracepoint begin
         self._holding: set[ChainKey] = set()  # yielding calls inside OP-TEE (entered, not finished or refused)
+        self._done: list[Flow] = []  # flows completed by the event being fed
 
     # --- events in --------------------------------------------------------------------------
-    def feed(self, event: Event) -> Iterator[Flow]:
+    def feed(self, event: Event) -> Sequence[Flow]:
+        """The flows this event completes (usually none)."""
         if isinstance(event, SmcCall):
-            yield from self._call(event)
+            self._call(event)
         elif isinstance(event, SmcReturn):
-            yield from self._return(event)
+            self._return(event)
         elif isinstance(event, LostEvents):
             self.state.lost.append((event.file, event.line, event.cpu))
             self._lost_since.add(event.cpu)
@@ -78,8 +80,12 @@ class Tracker:
             self._message(event)
         elif isinstance(event, (BootMilestone, RegisterDump)):
             self.state.other.append(event)
+        if self._done:
+            done, self._done = self._done, []
+            return done
+        return ()
 
-    def finish(self) -> Iterator[Flow]:
+    def finish(self) -> Sequence[Flow]:
         """Flows still in flight at the end of the trace, marked incomplete."""
         steps: dict[int, tuple[Step, ChainKey]] = {id(s): (s, key) for key, s in self._pending.items()}
         gap = "trace end" if self.state.kprobe_returns_seen else "no return probe"
@@ -91,23 +97,26 @@ class Tracker:
             if flow is None and chain is not None and self._continues(chain, step):
                 self._extend(chain, step)  # the resume or retry whose return the trace does not have
             elif flow is None:
-                yield self._finish(self._new_flow(step), gap if step.call and step.call.key is None else "trace end")
+                reason = gap if step.call and step.call.key is None else "trace end"
+                self._done.append(self._finish(self._new_flow(step), reason))
         for key, flow in list(self._chains.items()):
             del self._chains[key]
-            yield self._finish(flow, "trace end")
+            self._done.append(self._finish(flow, "trace end"))
         self._holding.clear()
         self.state.in_flight = 0
         self._pending.clear()
         self._stacks.clear()
         self._begun.clear()
+        done, self._done = self._done, []
+        return done
 
     # --- pairing ----------------------------------------------------------------------------
-    def _call(self, event: SmcCall) -> Iterator[Flow]:
+    def _call(self, event: SmcCall) -> None:
         state = self.state
         state.first_event.setdefault(event.file, event.line)
         if event.key is not None:
             state.tracepoints_seen = True
-            yield from self._tracepoint_call(event)
+            self._tracepoint_call(event)
             return
         state.fast_calls_seen = True
         stack = self._stacks.setdefault(self._cpu_key(event), [])
@@ -121,32 +130,32 @@ class Tracker:
             while stack:
                 done, duplicate = stack.pop()
                 if not duplicate:
-                    yield self._finish(self._new_flow(done), "no return probe")
+                    self._done.append(self._finish(self._new_flow(done), "no return probe"))
         step = Step(event, None, self.decoder.call(event.regs), None)
         self._seen(step)
         stack.append((step, False))
         self._enter(("task", event.pid, event.task), event)
 
-    def _return(self, event: SmcReturn) -> Iterator[Flow]:
+    def _return(self, event: SmcReturn) -> None:
         state = self.state
         state.has_returns = True
         state.first_event.setdefault(event.file, event.line)
         if event.key is not None:
-            yield from self._tracepoint_return(event)
+            self._tracepoint_return(event)
             return
         state.kprobe_returns_seen = True
         stack = self._stacks.get(self._cpu_key(event))
         if not stack:
-            yield self._orphan(event)
+            self._done.append(self._orphan(event))
             return
         step, duplicate = stack.pop()
         if duplicate:
             step.also.append(event)
             return
         step.ret = event
-        yield from self._answered(step, ("task", event.pid, event.task))
+        self._answered(step, ("task", event.pid, event.task))
 
-    def _tracepoint_call(self, event: SmcCall) -> Iterator[Flow]:
+    def _tracepoint_call(self, event: SmcCall) -> None:
         key = self._tp_key(event)
         stale = self._pending.pop(key, None)
         if stale is not None:  # a begin whose end never came
@@ -154,17 +163,17 @@ class Tracker:
             flow = self._chains.pop(key, None)
             if flow is None:
                 flow = self._new_flow(stale)
-            yield self._finish(flow, "no end")
+            self._done.append(self._finish(flow, "no end"))
         step = self._pending[key] = Step(event, None, self.decoder.call(event.regs), None)
         self._seen(step)
         self._begun[(event.pid, event.task)] = step
         self._enter(key, event)
 
-    def _tracepoint_return(self, event: SmcReturn) -> Iterator[Flow]:
+    def _tracepoint_return(self, event: SmcReturn) -> None:
         key = self._tp_key(event)
         step = self._pending.pop(key, None)
         if step is None:
-            yield self._orphan(event)
+            self._done.append(self._orphan(event))
             return
         step.ret = event
         if self._begun.get((event.pid, event.task)) is step:
@@ -172,21 +181,21 @@ class Tracker:
         stack = self._stacks.get(self._cpu_key(event))
         while stack and stack[-1][0] is step:  # its kprobe twin, when no return probe popped it
             stack.pop()
-        yield from self._answered(step, key)
+        self._answered(step, key)
 
-    def _answered(self, step: Step, key: ChainKey) -> Iterator[Flow]:
+    def _answered(self, step: Step, key: ChainKey) -> None:
         """A step has its return: decode it, extend or start its flow, close the flow if final."""
         assert step.call is not None and step.ret is not None
         if step.call.regs[0] >> 31 & 1:  # a fast call is a flow of its own, even nested in a chain
             single = self._new_flow(step)
             step.answer = self.decoder.ret(step.decoded, step.ret.regs)
             self._learn(single, step)
-            yield self._finish(single, None)
+            self._done.append(self._finish(single, None))
             return
         flow: Flow | None = self._chains.get(key)
         if flow is not None and not self._continues(flow, step):
             del self._chains[key]
-            yield self._finish(flow, "unanswered")
+            self._done.append(self._finish(flow, "unanswered"))
             flow = None
             if step.call.regs[0] & _M32 != RETURN_FROM_RPC:
                 self._enter(key, step.call)  # the new call still holds a thread
@@ -213,7 +222,7 @@ class Tracker:
                 return
         self._chains.pop(key, None)
         self._leave(key)
-        yield self._finish(flow, None)
+        self._done.append(self._finish(flow, None))
 
     def _enter(self, key: ChainKey, event: SmcCall) -> None:
         """A yielding call (not a resume) entered OP-TEE: one more call holding a thread."""

@@ -20,6 +20,7 @@ from ..explain.stats import StatsCollector
 from ..flows.model import Finding, Flow
 from ..flows.state import TraceState
 from ..flows.tracker import Tracker
+from ..model.events import DriverMessage, Event, LostEvents, SmcCall, SmcReturn
 from ..rules.catalog import Rule
 from ..rules.engine import RuleEngine
 from ..sources.io import Input, expand_inputs
@@ -43,6 +44,37 @@ def captures(names: Iterable[str]) -> list[Capture]:
     return out
 
 
+class Replays:
+    """Drops the events of a file that replays another file of the same capture: a serial log
+    holding the dumps of the ftrace and dmesg files beside it. A file replays another when its
+    first SMC event (or driver message) is the other's first, to the nanosecond; only those first
+    events are remembered."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[object, ...], str] = {}  # identity of a file's first event -> file
+        self.decided: dict[tuple[str, str], bool] = {}  # (file, kind) -> keep its events?
+        self.found: list[str] = []
+
+    def keep(self, event: Event) -> bool:
+        if isinstance(event, (SmcCall, SmcReturn, LostEvents)):
+            kind, identity = "SMC", (event.KIND, getattr(event, "ts", None), event.cpu, getattr(event, "regs", None))
+        elif isinstance(event, DriverMessage):
+            kind, identity = "driver", (event.ts, event.text)
+        else:
+            return True
+        decided = self.decided.get((event.file, kind))
+        if decided is not None:
+            return decided
+        original = self.first.get(identity)
+        keep = original is None or original == event.file
+        self.decided[(event.file, kind)] = keep
+        if keep:
+            self.first[identity] = event.file
+        else:
+            self.found.append(f"{event.file} repeats the {kind} events of {original}: counted once")
+        return keep
+
+
 @dataclass
 class Analysis:
     """Runs one capture through the tracker and the rules."""
@@ -53,10 +85,11 @@ class Analysis:
     ignore: frozenset[str] = frozenset()
     input_format: str | None = None
     findings: list[Finding] = field(default_factory=list)
-    stats: StatsCollector = field(default_factory=StatsCollector)
+    stats: StatsCollector | None = None  # set one to collect statistics as flows complete
     files: list[FileStats] = field(default_factory=list)
     state: TraceState | None = None
     not_run: list[tuple[Rule, str]] = field(default_factory=list)
+    replays: list[str] = field(default_factory=list)  # files whose SMC or driver events repeat another's
 
     def flows(self) -> Iterator[Flow]:
         """Completed flows, in the order they complete, with their findings attached."""
@@ -65,8 +98,14 @@ class Analysis:
         tracker = Tracker(self.capture.name, Decoder(self.profile))
         self.state = tracker.state
         engine = RuleEngine(tracker.state, self.profile, self.select, self.ignore)
-        for event in reader:
-            for flow in tracker.feed(event):
+        events: Iterable[Event] = reader
+        if len(self.capture.inputs) > 1:
+            replays = Replays()
+            self.replays = replays.found
+            events = (e for e in reader if replays.keep(e))
+        feed = tracker.feed
+        for event in events:
+            for flow in feed(event):
                 yield self._done(flow, engine)
         for flow in tracker.finish():
             yield self._done(flow, engine)
@@ -74,8 +113,11 @@ class Analysis:
         self.not_run = engine.not_run()
 
     def _done(self, flow: Flow, engine: RuleEngine) -> Flow:
-        self.findings.extend(engine.on_flow(flow))
-        self.stats.add(flow)
+        found = engine.on_flow(flow)
+        if found:
+            self.findings.extend(found)
+        if self.stats is not None:
+            self.stats.add(flow)
         return flow
 
     def run(self) -> None:
