@@ -19,14 +19,29 @@ def test_ci_runs_the_readme_test_command():
     assert f"\n{command}\n" in README
 
 
-def test_main_job_reads_the_shipped_trace_as_shown():
+def _block(after: str) -> str:
+    return README.split(after + "\n\n```\n")[1].split("\n```")[0]
+
+
+def test_main_job_analyzes_the_shipped_capture_as_shown(monkeypatch):
+    monkeypatch.chdir(ROOT)
     job = re.search(r"^python3 -m venv .venv && .venv/bin/pip install -q \. && \.venv/bin/smcwire (.*)$",
                     README, re.M).group(1)
     result = CliRunner().invoke(cli, shlex.split(job))
-    shown = README.split("then the line accounting on stderr:\n\n```\n")[1].split("\n```")[0]
-    head, tail = shown.split("\n...\n")
-    assert result.exit_code == 0 and result.stdout.startswith(head)
-    assert result.stderr.strip() == tail.strip()
+    head, tail = _block("then a summary of the capture:").split("\n...\n")
+    assert result.exit_code == 0 and result.stdout.startswith(head) and result.stdout.rstrip().endswith(tail)
+
+
+def test_parse_check_and_explain_examples_print_as_shown(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    head, tail = _block("with the line accounting on stderr:").split("\n...\n")
+    parsed = CliRunner().invoke(cli, ["parse", "traces/qemu-dbg-probe/ftrace.txt"])
+    assert parsed.stdout.startswith(head) and parsed.stderr.strip() == tail.strip()
+    checked = CliRunner().invoke(cli, ["check", "traces/qemu-misconf-nobl32/"])
+    assert checked.exit_code == 1
+    assert checked.stdout.rstrip() == _block("(TF-A with the OP-TEE dispatcher but no BL32) exits 1:")
+    explained = CliRunner().invoke(cli, ["explain", "traces/qemu-misconf-nobl32/"])
+    assert explained.stdout.rstrip() == _block("`smcwire explain traces/qemu-misconf-nobl32/`:")
 
 
 def test_decode_example_is_lines_13_14_of_the_trace_and_prints_as_shown():

@@ -227,11 +227,12 @@ def explain(files: tuple[str, ...], input_format: str | None, profile: str, exte
       smcwire explain capture-dir/
       smcwire explain dmesg.txt --format json
     """
-    results = []
+    results: list[dict[str, Any]] = []
     for analysis in _analyses(files, profile, extensions, input_format=input_format):
         analysis.run()
         for feature in analysis.features():
-            item = {"capture": analysis.capture.name, "feature": feature.feature, "active": feature.active,
+            item: dict[str, Any] = {"capture": analysis.capture.name, "feature": feature.feature,
+                                    "active": feature.active,
                     "value": feature.value, "reason": feature.reason,
                     "evidence": [{"file": f, "line": n} for f, n in feature.evidence]}
             results.append(item)

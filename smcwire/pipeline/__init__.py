@@ -56,6 +56,7 @@ class Replays:
         self.found: list[str] = []
 
     def keep(self, event: Event) -> bool:
+        identity: tuple[object, ...]
         if isinstance(event, (SmcCall, SmcReturn, LostEvents)):
             kind, identity = "SMC", (event.KIND, getattr(event, "ts", None), event.cpu, getattr(event, "regs", None))
         elif isinstance(event, DriverMessage):

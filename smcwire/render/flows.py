@@ -81,7 +81,11 @@ def flow_text(flow: Flow, findings: list[Finding]) -> str:
         fields = _fields({k: v for k, v in trip.fields.items() if k != "thread_id"})
         lines.append(f"    RPC {trip.function or hex(0xFFFF0000 | trip.func)}{thread}"
                      f"{' ' + fields if fields else ''}{served}   [line {line}]")
-    result = flow.result_name or (f"incomplete ({flow.incomplete})" if flow.incomplete else "no result")
+    answer = flow.result
+    if answer is not None and answer.layout.slots and answer.layout.slots[0].name != "status":
+        result = _fields(answer.fields)  # a0 is a value (UID word, revision…), not a status
+    else:
+        result = flow.result_name or (f"incomplete ({flow.incomplete})" if flow.incomplete else "no result")
     thread = f", OP-TEE thread {flow.thread}" if flow.thread is not None else ""
     lines.append(f"    -> {result} in {_dur(flow.duration)} (secure {_dur(flow.secure_ns)}, normal world "
                  f"{_dur(flow.normal_ns)}){thread}")

@@ -1,0 +1,115 @@
+"""The analyzer commands through click on the shipped real captures (traces/README.md)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from smcwire.cli import cli
+from smcwire.rules.catalog import RULES
+
+ROOT = Path(__file__).parent.parent
+KRET = str(ROOT / "traces/qemu-dbg-kretprobe")  # Linux 6.1 + OP-TEE 4.10: ftrace (tracepoints + kprobes), dmesg
+NOBL32 = str(ROOT / "traces/qemu-misconf-nobl32")  # TF-A with opteed but no BL32: ftrace, dmesg, TF-A console
+PROBE = str(ROOT / "traces/qemu-dbg-probe/ftrace.txt")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_analyze_json_interface():
+    result = run("analyze", KRET, "--format", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["schema"] == 1
+    (capture,) = data["captures"]
+    flows = capture["flows"]
+    assert len(flows) == 28  # 534 SMC entries: 8 fast calls and 20 yielding calls with their RPCs
+    first = flows[0]
+    for key in ("file", "first_line", "last_line", "function", "a0", "start", "end", "duration", "task", "cpu",
+                "thread", "rpcs", "result", "findings"):
+        assert key in first
+    # ftrace.txt line 13-14: the kprobe CALLS_UID at 1.521082 and its kretprobe result at 1.523259
+    assert (first["function"], first["a0"], first["first_line"], first["last_line"]) == (
+        "OPTEE_SMC_CALLS_UID", 0xBF00FF01, 13, 14)
+    assert (first["start"], first["end"], first["task"], first["cpu"]) == (1_521_082_000, 1_523_259_000, "init", [0])
+    call = next(f for f in flows if f["function"] == "OPTEE_SMC_CALL_WITH_RPC_ARG")
+    assert call["result"] == "OPTEE_SMC_RETURN_OK" and call["thread"] == 0
+    assert call["rpcs"][0]["function"] == "OPTEE_SMC_RPC_FUNC_FOREIGN_INTR" and call["rpcs"][0]["line"] == 28
+    assert capture["findings"] == [] and capture["summary"]["peak_in_flight"] == 1
+
+
+def test_analyze_jsonl_and_filters():
+    lines = run("analyze", KRET, "--format", "jsonl").stdout.splitlines()
+    assert len(lines) == 28
+    regd = run("analyze", KRET, "--format", "jsonl", "--function", "CALL_WITH_REGD_ARG").stdout.splitlines()
+    assert len(regd) == 15 and all(json.loads(x)["function"] == "OPTEE_SMC_CALL_WITH_REGD_ARG" for x in regd)
+    one = run("analyze", KRET, "--flow", "7").stdout
+    assert one.startswith("#7 ") and "#8 " not in one
+
+
+def test_check_finds_no_optee_and_gates_ci():
+    result = run("check", NOBL32, "--format", "json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    (finding,) = data["findings"]
+    # ftrace.txt line 13: CALLS_UID; line 14: r0=0xffffffffffffffff (SMC_UNK)
+    assert (finding["rule"], finding["severity"], finding["line"]) == ("SMC070", "error", 13)
+    assert finding["file"].endswith("qemu-misconf-nobl32/ftrace.txt")
+    assert "tfa-console.log:43" in finding["message"] and "dmesg.txt:254" in finding["message"]
+    assert data["summary"]["by_severity"] == {"error": 1} and data["summary"]["by_rule"] == {"SMC070": 1}
+    assert all({"rule", "missing"} <= set(n) for n in data["summary"]["not_run"])
+    assert run("check", NOBL32, "--ignore", "SMC070").exit_code == 0
+    assert run("check", NOBL32, "--select", "SMC001").exit_code == 0
+    assert run("check", KRET).exit_code == 0
+
+
+def test_check_bad_usage():
+    result = run("check", NOBL32, "--select", "SMC999")
+    assert result.exit_code == 2 and "SMC999" in result.stderr and result.stdout == ""
+    result = run("check", "/nonexistent/trace")
+    assert result.exit_code == 2 and "/nonexistent/trace" in result.stderr
+
+
+def test_explain_json_interface():
+    result = run("explain", NOBL32, "--format", "json")
+    features = {f["feature"]: f for f in json.loads(result.stdout)}
+    assert list(features) == ["driver_probe", "dynamic_shm", "reserved_shm", "rpc_arg", "async_notif",
+                              "thread_count", "system_thread_reservation", "virtualization"]
+    probe = features["driver_probe"]
+    assert probe["active"] is False and "no OP-TEE behind the monitor" in probe["reason"]
+    assert {(Path(e["file"]).name, e["line"]) for e in probe["evidence"]} >= {("ftrace.txt", 14),
+                                                                              ("tfa-console.log", 43)}
+    kret = {f["feature"]: f for f in json.loads(run("explain", KRET, "--format", "json").stdout)}
+    assert kret["rpc_arg"]["active"] is True and kret["rpc_arg"]["value"] == 4  # a3 of EXCHANGE_CAPABILITIES
+    assert kret["system_thread_reservation"]["active"] is False  # Linux 6.1 never asks GET_THREAD_COUNT
+
+
+def test_stats_json():
+    (stats,) = json.loads(run("stats", KRET, "--format", "json").stdout)
+    assert stats["version"] == 1 and stats["flows"] == 28 and stats["smcs"] == 271
+    assert stats["functions"]["OPTEE_SMC_CALL_WITH_REGD_ARG"]["calls"] == 15
+    assert stats["rpcs"]["total"] == 243 and stats["ethread_limit"]["answers"] == 0
+
+
+def test_rules_catalog():
+    data = json.loads(run("rules", "--format", "json").stdout)
+    assert [r["id"] for r in data] == [r.id for r in RULES]
+    assert all(r["source"] and r["severity"] in ("error", "warning", "info") for r in data)
+    assert "SMC070" in run("rules").stdout
+
+
+@pytest.mark.parametrize("capture", sorted(str(p) for p in (ROOT / "traces").iterdir() if p.is_dir()))
+def test_flows_match_events_one_to_one(capture):
+    """Every SMC event read is in exactly one flow step (twins as `also`), none invented."""
+    from smcwire.abi.profiles import get_profile
+    from smcwire.pipeline import Analysis, captures
+
+    analysis = Analysis(captures([capture])[0], get_profile())
+    flows = list(analysis.flows())
+    in_flows = sum((s.call is not None) + (s.ret is not None) + len(s.also) for f in flows for s in f.steps)
+    read = sum(s.events.get("smc_call", 0) + s.events.get("smc_return", 0) for s in analysis.files)
+    assert in_flows == read
+    assert all(f.incomplete is None for f in flows)
