@@ -11,11 +11,11 @@ from typing import Any
 import click
 from tabulate import tabulate
 
+from ..explain.stats import StatsCollector, stats_text
 from ..flows.model import Finding, Flow
 from ..pipeline import Analysis, captures
 from ..render import flows as render_flows
 from ..rules.catalog import RULES
-from ..explain.stats import StatsCollector, stats_text
 from .common import EXIT_FINDINGS, emit, format_option, profile_options, resolve_profile
 
 SEVERITIES = ("info", "warning", "error")
