@@ -126,3 +126,14 @@ def test_lost_events_mark_flows_incomplete_not_misuse(tmp_path):
     assert state.lost == [(str(tmp_path / "t.txt"), 14, 1)]
     assert in_flows(flows) == events
     assert {f.incomplete for f in flows} >= {"no end"} or any(f.incomplete == "lost events" for f in flows)
+
+
+def test_optee_console_lines_attach_to_the_flow_on_their_thread(tmp_path):
+    # an edited copy: a real OP-TEE log line (dbg-probe uart1-secure.log) printed by thread 0 while the
+    # first call of the probe trace (lines 13-16) waits for its RPC on OP-TEE thread 0
+    lines = lines_of(PROBE)
+    optee = b"D/TC:? 0 tee_ta_init_pseudo_ta_session:296 Lookup pseudo TA 7011a688-ddde-4053-a5a9-7b3c4ddf13b8"
+    edited = lines[:14] + [optee] + lines[14:]
+    flows, _, _ = track(tmp_path / "console.log", b"\n".join(edited))
+    assert flows[0].thread == 0 and [m.line for m in flows[0].console] == [15]
+    assert all(not f.console for f in flows[1:])

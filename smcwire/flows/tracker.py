@@ -48,6 +48,7 @@ _NOT_ERRORS = {OPTEE_SMC_RETURN_OK, OPTEE_SMC_RETURN_ETHREAD_LIMIT}  # final or 
 _QUIET = {"message", "other", "boot", "stack_frame", "backtrace"}  # console lines kept out of the state
 
 ChainKey = tuple[object, ...]
+MAX_CONSOLE = 64  # OP-TEE log lines kept per flow
 
 
 class Tracker:
@@ -365,11 +366,21 @@ class Tracker:
                 state.cookie_anomalies.append(("unknown_free", cookie, at, None))
 
     def _message(self, event: DriverMessage | TfaMessage | OpteeMessage) -> None:
+        if isinstance(event, OpteeMessage) and event.thread is not None:
+            self._attach(event)
         if event.what in _QUIET:
             return
         self.state.messages.append(event)
         if isinstance(event, DriverMessage) and event.what in ("dynamic_shm", "async_notif"):
             self.state.capabilities_from_dmesg.setdefault(event.what, (event.file, event.line))
+
+    def _attach(self, event: OpteeMessage) -> None:
+        """An OP-TEE log line printed while a flow runs on its thread (a console that interleaves
+        both worlds' lines in time order) belongs to that flow."""
+        for flow in self._chains.values():
+            if flow.thread == event.thread and len(flow.console) < MAX_CONSOLE:
+                flow.console.append(event)
+                return
 
     # --- keys ---------------------------------------------------------------------------------
     @staticmethod

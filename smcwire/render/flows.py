@@ -46,6 +46,7 @@ def flow_json(flow: Flow) -> dict[str, Any]:
         "rpcs": [rpc_json(t) for t in flow.rpcs], "retries": flow.retries,
         "result": flow.result_name, "status": result.status if result is not None else None,
         "incomplete": flow.incomplete, "findings": flow.findings, "steps": len(flow.steps),
+        "console": [{"file": m.file, "line": m.line, "level": m.level, "text": m.text} for m in flow.console],
     }
 
 
@@ -89,6 +90,9 @@ def flow_text(flow: Flow, findings: list[Finding]) -> str:
     thread = f", OP-TEE thread {flow.thread}" if flow.thread is not None else ""
     lines.append(f"    -> {result} in {_dur(flow.duration)} (secure {_dur(flow.secure_ns)}, normal world "
                  f"{_dur(flow.normal_ns)}){thread}")
+    for msg in flow.console:
+        lines.append(f"    | {msg.level}/{msg.origin} {msg.func or ''}{':' if msg.func else ''}{msg.func_line or ''} "
+                     f"{msg.text}   [{msg.file}:{msg.line}]")
     for f in findings:
         lines.append(f"    !! {f.rule} {f.severity}: {f.message}")
     return "\n".join(lines)
