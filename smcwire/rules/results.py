@@ -29,6 +29,7 @@ from .base import (
     CALL_WITH_ARG,
     CALL_WITH_REGD_ARG,
     CALL_WITH_RPC_ARG,
+    CALLS_UID,
     M32,
     RETURN_FROM_RPC,
     Check,
@@ -40,7 +41,6 @@ from .base import (
 )
 from .catalog import RULES_BY_ID
 
-CALLS_UID = "OPTEE_SMC_CALLS_UID"
 _UIDS = {
     (msg.OPTEE_MSG_UID_0, msg.OPTEE_MSG_UID_1, msg.OPTEE_MSG_UID_2, msg.OPTEE_MSG_UID_3),
     (msg.OPTEE_MSG_IMAGE_LOAD_UID_0, msg.OPTEE_MSG_IMAGE_LOAD_UID_1, msg.OPTEE_MSG_IMAGE_LOAD_UID_2,
