@@ -113,3 +113,27 @@ def test_flows_match_events_one_to_one(capture):
     read = sum(s.events.get("smc_call", 0) + s.events.get("smc_return", 0) for s in analysis.files)
     assert in_flows == read
     assert all(f.incomplete is None for f in flows)
+
+
+def _check(tmp_path, lines):
+    trace = tmp_path / "trace.txt"
+    trace.write_text("\n".join(lines) + "\n")
+    return json.loads(run("check", str(trace), "--format", "json").stdout)["findings"]
+
+
+def test_lines_missing_mid_trace_are_errors_not_artefacts(tmp_path):
+    lines = (ROOT / "traces/qemu-dbg-probe/ftrace.txt").read_text().splitlines()
+    # line 16 (the end of the resume at line 15) removed: init-1 goes on making calls, so it is missing
+    (found,) = _check(tmp_path, lines[:15] + lines[16:])
+    assert (found["rule"], found["severity"], found["line"]) == ("SMC001", "error", 15)
+    # line 15 (the resume's begin) removed: its end at line 15 still answers the call begun at line 13
+    (found,) = _check(tmp_path, lines[:14] + lines[15:])
+    assert (found["rule"], found["severity"], found["line"]) == ("SMC002", "error", 15)
+
+
+def test_a_return_probe_stands_in_for_a_missing_tracepoint_end(tmp_path):
+    import lzma
+
+    lines = lzma.decompress((ROOT / "traces/qemu-dbg-kretprobe/ftrace.txt.xz").read_bytes()).decode().splitlines()
+    assert "optee_invoke_fn_end" in lines[43] and "optee_smccc_smc_ret" in lines[42]
+    assert _check(tmp_path, lines[:43] + lines[44:]) == []  # line 44 removed; the kretprobe at line 43 remains

@@ -96,8 +96,7 @@ def _driver_probe(ev: Evidence) -> Feature:
     if (done := ev.driver.get("initialized")) is not None:
         facts.append(f"the driver logged 'initialized driver' {r.line(done)}")
     if facts:
-        return r.feature("driver_probe", True, f"the probe found {_optee(ev, r)}: {_join(facts)}",
-                         caps.value if caps is not None else None)
+        return r.feature("driver_probe", True, f"the probe found {_optee(ev, r)}: {_join(facts)}")
     first = next(iter(ev.state.calls_seen.values()), None)
     if first is not None and ev.state.has_returns and ev.state.first_error is None:
         return r.feature("driver_probe", True, f"the driver is bound to {_optee(ev, r)}: it answered the driver's "
@@ -231,6 +230,9 @@ def _rpc_arg(ev: Evidence) -> Feature:
                          count)
     if offered:
         return r.feature("rpc_arg", False, f"{head} but 0 RPC parameters, so the driver does not use it")
+    if offered is False and modern:  # contradictory evidence: the driver uses what OP-TEE did not offer
+        return r.feature("rpc_arg", False, f"OP-TEE does not offer it: {head}, yet {chose}: calls it should not "
+                         "make (see `smcwire check`, SMC041)")
     if offered is False:
         return r.feature("rpc_arg", False, f"OP-TEE does not offer it: {head}{_too_old(ev, r)}"
                          + (f", so {chose}" if chose else ""))
@@ -298,7 +300,7 @@ def _thread_count(ev: Evidence) -> Feature:
         return r.feature("thread_count", True, f"OP-TEE has {n} thread{'s' * (n != 1)}: GET_THREAD_COUNT returned "
                          f"{n} {r(*state.thread_count.evidence)}, and Linux counts free threads against it"
                          f"{_concurrency(ev, r)}", n)
-    inferred = state.peak_in_flight - 1 if state.ethread_limit and state.peak_in_flight > 1 else None
+    inferred = state.refused_with - 1 if state.refused_with is not None and state.refused_with > 1 else None
     count = ev.answer("OPTEE_SMC_GET_THREAD_COUNT")
     if count is not None:
         return r.feature("thread_count", False, f"GET_THREAD_COUNT returned {status_text(count.status, count.name)} "
@@ -335,12 +337,16 @@ def _concurrency(ev: Evidence, r: _Reason) -> str:
     peak = state.peak_in_flight
     if not peak or state.peak_in_flight_at is None:
         return ""
-    if state.ethread_limit and state.ethread_limit_at is not None:
-        first = r.at(state.ethread_limit_at)
-        return (f"; OP-TEE answered ETHREAD_LIMIT {state.ethread_limit} times, the first at {first}, with at most "
-                f"{peak} yielding calls in flight {r(state.peak_in_flight_at)}, so it has at most {peak - 1}")
     at = r(state.peak_in_flight_at)
-    return f"; at most {peak} yielding call{'s were' if peak != 1 else ' was'} inside OP-TEE at once {at}"
+    inside = f"at most {peak} yielding call{'s were' if peak != 1 else ' was'} inside OP-TEE at once {at}"
+    refused = state.refused_with
+    if state.ethread_limit and state.ethread_limit_at is not None and refused is not None \
+            and state.refused_with_at is not None:
+        first = r.at(state.ethread_limit_at)
+        return (f"; OP-TEE answered ETHREAD_LIMIT {state.ethread_limit} times, the first at {first}; it refused a "
+                f"call with {refused} yielding calls inside {r(state.refused_with_at)}, so it has at most "
+                f"{refused - 1}; {inside}")
+    return f"; {inside}"
 
 
 def _system_thread(ev: Evidence, dynamic: Feature) -> Feature:

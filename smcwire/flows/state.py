@@ -45,6 +45,10 @@ class TraceState:
     in_flight: int = 0  # yielding flows started and not finished
     peak_in_flight: int = 0
     peak_in_flight_at: Where | None = None
+    # the fewest yielding calls inside OP-TEE (the refused one included) when it answered ETHREAD_LIMIT:
+    # OP-TEE has fewer threads than that
+    refused_with: int | None = None
+    refused_with_at: Where | None = None
     ethread_limit: int = 0  # ETHREAD_LIMIT answers
     ethread_limit_at: Where | None = None  # the first ETHREAD_LIMIT answer
     cookies: dict[int, Cookie] = field(default_factory=dict)  # live RPC ALLOC buffers
@@ -58,6 +62,7 @@ class TraceState:
     has_returns: bool = False  # SMC results are in the capture
     kprobe_returns_seen: bool = False  # a return probe on the SMC entry is in the capture
     first_event: dict[str, int] = field(default_factory=dict)  # file -> first SMC event line
+    first_entry: dict[tuple[str, int | None], int] = field(default_factory=dict)  # (file, CPU) -> first SMC entry line
     calls_seen: dict[str, Where] = field(default_factory=dict)  # function name -> its first call (answered or not)
     # name of a function that makes no RPCs (fast calls, RESERVE_SYS_THREAD…) -> (status name, fields, where)
     # of its latest answer

@@ -115,6 +115,7 @@ class Tracker:
     def _call(self, event: SmcCall) -> None:
         state = self.state
         state.first_event.setdefault(event.file, event.line)
+        state.first_entry.setdefault((event.file, event.cpu), event.line)
         if event.key is not None:
             state.tracepoints_seen = True
             self._tracepoint_call(event)
@@ -158,23 +159,46 @@ class Tracker:
 
     def _tracepoint_call(self, event: SmcCall) -> None:
         key = self._tp_key(event)
-        stale = self._pending.pop(key, None)
-        if stale is not None:  # a begin whose end never came
-            self._leave(key)
-            flow = self._chains.pop(key, None)
-            if flow is None:
-                flow = self._new_flow(stale)
-            self._done.append(self._finish(flow, "no end"))
+        earlier = self._begun.get((event.pid, event.task))
+        if earlier is not None and earlier.ret is None and earlier.call is not None:
+            # the task begins an SMC while its previous one has no end: that end is missing (a task
+            # issues its yielding SMCs one after the other; optee_smc_do_call_with_arg)
+            self._unended(self._tp_key(earlier.call), earlier)
         step = self._pending[key] = Step(event, None, self.decoder.call(event.regs), None)
         self._seen(step)
         self._begun[(event.pid, event.task)] = step
         self._enter(key, event)
 
+    def _unended(self, key: ChainKey, step: Step) -> None:
+        """A tracepoint begin whose end never came. A return probe may still have shown its result
+        (a twin in ``also``): then that is its return."""
+        if self._pending.get(key) is step:
+            del self._pending[key]
+        twin = next((e for e in step.also if isinstance(e, SmcReturn)), None)
+        if twin is not None:
+            step.also.remove(twin)
+            step.ret = twin
+            self._answered(step, key)
+            return
+        self._leave(key)
+        flow = self._chains.pop(key, None)
+        if flow is not None and self._continues(flow, step):
+            self._extend(flow, step)
+        elif flow is not None:
+            self._done.append(self._finish(flow, "unanswered"))
+            flow = None
+        self._done.append(self._finish(flow or self._new_flow(step), "no end"))
+
     def _tracepoint_return(self, event: SmcReturn) -> None:
         key = self._tp_key(event)
         step = self._pending.pop(key, None)
         if step is None:
-            self._done.append(self._orphan(event))
+            chain = self._chains.get(key)
+            last = chain.last.answer if chain is not None else None
+            if chain is not None and last is not None and last.is_rpc:
+                self._resumed_unseen(chain, key, event)
+            else:
+                self._done.append(self._orphan(event))
             return
         step.ret = event
         if self._begun.get((event.pid, event.task)) is step:
@@ -183,6 +207,23 @@ class Tracker:
         while stack and stack[-1][0] is step:  # its kprobe twin, when no return probe popped it
             stack.pop()
         self._answered(step, key)
+
+    def _resumed_unseen(self, flow: Flow, key: ChainKey, event: SmcReturn) -> None:
+        """A return under the key of a call waiting for its RETURN_FROM_RPC: the resume's begin is
+        missing. The return still answers the call: the flow goes on, marked damaged."""
+        step = Step(None, event, None, None)
+        flow.steps.append(step)
+        flow.rpcs[-1].reply = step
+        flow.incomplete = "lost events" if event.cpu in self._lost_since else "missing begin"
+        self._note_cpu(flow, step)
+        step.answer = answer = self.decoder.ret(flow.first.decoded, event.regs)
+        if answer.is_rpc:
+            flow.rpcs.append(RpcTrip(step, None, answer.rpc.name if answer.rpc else None, answer.status & 0xFFFF,
+                                     answer.fields.get("thread_id"), answer.fields))
+            return
+        del self._chains[key]
+        self._leave(key)
+        self._done.append(flow)
 
     def _answered(self, step: Step, key: ChainKey) -> None:
         """A step has its return: decode it, extend or start its flow, close the flow if final."""
@@ -207,6 +248,8 @@ class Tracker:
         step.answer = answer = self.decoder.ret(step.decoded, step.ret.regs)
         self._learn(flow, step)
         if step.decoded is not None and step.decoded.function is not None and step.decoded.function.rpc:
+            if answer.is_rpc or answer.status != OPTEE_SMC_RETURN_ETHREAD_LIMIT:
+                self._accepted(step)
             if answer.is_rpc:
                 trip = RpcTrip(step, None, answer.rpc.name if answer.rpc else None, answer.status & 0xFFFF,
                                answer.fields.get("thread_id"), answer.fields)
@@ -216,6 +259,9 @@ class Tracker:
                 self._chains[key] = flow
                 return
             if answer.status == OPTEE_SMC_RETURN_ETHREAD_LIMIT:
+                inside = len(self._holding)
+                if self.state.refused_with is None or inside < self.state.refused_with:
+                    self.state.refused_with, self.state.refused_with_at = inside, (step.ret.file, step.ret.line)
                 self.state.ethread_limit += 1
                 self.state.ethread_limit_at = self.state.ethread_limit_at or (step.ret.file, step.ret.line)
                 self._chains[key] = flow
@@ -230,11 +276,15 @@ class Tracker:
         if event.regs[0] >> 31 & 1 or event.regs[0] & _M32 == RETURN_FROM_RPC or key in self._holding:
             return
         self._holding.add(key)
+        self.state.in_flight = len(self._holding)
+
+    def _accepted(self, step: Step) -> None:
+        """OP-TEE gave the call a thread: the calls inside OP-TEE now may be a new peak (a call it
+        refuses with ETHREAD_LIMIT never held one)."""
         state = self.state
-        state.in_flight = len(self._holding)
-        if state.in_flight > state.peak_in_flight:
+        if state.in_flight > state.peak_in_flight and step.call is not None:
             state.peak_in_flight = state.in_flight
-            state.peak_in_flight_at = (event.file, event.line)
+            state.peak_in_flight_at = (step.call.file, step.call.line)
 
     def _leave(self, key: ChainKey) -> None:
         self._holding.discard(key)

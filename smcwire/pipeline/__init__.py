@@ -47,8 +47,9 @@ def captures(names: Iterable[str]) -> list[Capture]:
 class Replays:
     """Drops the events of a file that replays another file of the same capture: a serial log
     holding the dumps of the ftrace and dmesg files beside it. A file replays another when its
-    first SMC event (or driver message) is the other's first, to the nanosecond; only those first
-    events are remembered."""
+    first SMC event (or driver message) is the other's first, to the microsecond (the reports of
+    one trace.dat print µs or ns); only those first events are remembered. Repeats inside one file
+    (a serial log holding several reports) are not recognised."""
 
     def __init__(self) -> None:
         self.first: dict[tuple[object, ...], str] = {}  # identity of a file's first event -> file
@@ -58,7 +59,9 @@ class Replays:
     def keep(self, event: Event) -> bool:
         identity: tuple[object, ...]
         if isinstance(event, (SmcCall, SmcReturn, LostEvents)):
-            kind, identity = "SMC", (event.KIND, getattr(event, "ts", None), event.cpu, getattr(event, "regs", None))
+            ts = getattr(event, "ts", None)  # to the microsecond: trace-cmd report -t prints nanoseconds
+            kind, identity = "SMC", (event.KIND, None if ts is None else ts // 1000, event.cpu,
+                                     getattr(event, "regs", None))
         elif isinstance(event, DriverMessage):
             kind, identity = "driver", (event.ts, event.text)
         else:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from ..abi.profiles import Profile
-from ..flows.model import Finding, Flow
+from ..flows.model import Finding, Flow, Step
 from ..flows.state import TraceState, Where
 from .base import Check, at, call_where, lost_marker, name, ret_where, who
 from .catalog import RULES_BY_ID
@@ -70,17 +70,10 @@ class EndWithoutBegin(Check):
 
     rule = RULES_BY_ID["SMC002"]
 
-    def __init__(self, profile: Profile) -> None:
-        super().__init__(profile)
-        self._first_entry: dict[tuple[str, int | None], int] = {}  # (file, CPU) -> first entry line seen
-
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         first = flow.first
         if first.call is not None:
-            key = (first.call.file, first.call.cpu)
-            if first.call.line < self._first_entry.get(key, first.call.line + 1):
-                self._first_entry[key] = first.call.line
-            return ()
+            return tuple(self._mid_chain(flow, step, state) for step in flow.steps[1:] if step.call is None)
         ret = first.ret
         assert ret is not None
         where = ret_where(first)
@@ -90,12 +83,26 @@ class EndWithoutBegin(Check):
             lost = f" ({at(gap)})" if gap is not None else ""
             return (self.finding(f"{what}: events were lost on its CPU{lost}, so the flow is incomplete, "
                                  "not misused.", where, flow, "info"),)
-        if self._first_entry.get((ret.file, ret.cpu), ret.line + 1) > ret.line:
+        if state.first_entry.get((ret.file, ret.cpu), ret.line + 1) > ret.line:
             return (self.finding(f"{what}: it comes before the first SMC entry of CPU {ret.cpu} in this "
                                  "file, so the capture began inside the call (a capture artefact).",
                                  where, flow, "info"),)
         return (self.finding(f"{what}, although the trace holds that CPU's earlier entries: the begin event "
                              "is missing from an otherwise complete trace.", where, flow),)
+
+
+    def _mid_chain(self, flow: Flow, step: Step, state: TraceState) -> Finding:
+        """A return inside a call's chain whose resume (RETURN_FROM_RPC) begin is missing."""
+        assert step.ret is not None
+        where = ret_where(step)
+        what = (f"the SMC return (a0 = {step.ret.regs[0]:#x}) at {at(where)} by {who(flow)} answers {name(flow)} "
+                f"entered at {at(call_where(flow.first))}, but the RETURN_FROM_RPC that resumed it is not in the trace")
+        gap = lost_marker(state, where[0], flow.cpus, before=where[1])
+        if flow.incomplete == "lost events" or gap is not None:
+            lost = f" ({at(gap)})" if gap is not None else ""
+            return self.finding(f"{what}: events were lost on its CPU{lost}, so the flow is incomplete, not "
+                                "misused.", where, flow, "info")
+        return self.finding(f"{what}: the begin event is missing from an otherwise complete trace.", where, flow)
 
 
 class NestedEntry(Check):
