@@ -80,7 +80,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
 def _wanted(flow: Flow, number: int | None, task: str | None, thread: int | None, function: str | None,
             since: float | None, until: float | None) -> bool:
     start = flow.start
-    return ((number is None or flow.index == number) and (task is None or flow.task == task)
+    return ((number is None or flow.index == number)
+            and (task is None or task in (flow.task, f"{flow.task}-{flow.pid}"))
             and (thread is None or flow.thread == thread)
             and (function is None or (flow.function or "").endswith(function.upper()))
             and (since is None or (start is not None and start >= since * 1e9))
@@ -90,7 +91,7 @@ def _wanted(flow: Flow, number: int | None, task: str | None, thread: int | None
 @click.command()
 @_input_options
 @click.option("--flow", "number", type=int, help="Only flow number N.")
-@click.option("--task", help="Only flows of this task (comm).")
+@click.option("--task", help="Only flows of this task: its comm, or comm-pid as flows print it.")
 @click.option("--thread", type=int, help="Only flows that ran on this OP-TEE thread.")
 @click.option("--function", help="Only flows of this function (name or its end, e.g. CALL_WITH_REGD_ARG).")
 @click.option("--since", type=float, metavar="SECONDS", help="Only flows starting at or after this time.")

@@ -87,6 +87,8 @@ def flow_text(flow: Flow, findings: list[Finding]) -> str:
         result = _fields(answer.fields)  # a0 is a value (UID word, revision…), not a status
     else:
         result = flow.result_name or (f"incomplete ({flow.incomplete})" if flow.incomplete else "no result")
+    if flow.incomplete and result and not result.startswith("incomplete"):
+        result += f", incomplete ({flow.incomplete})"
     thread = f", OP-TEE thread {flow.thread}" if flow.thread is not None else ""
     lines.append(f"    -> {result} in {_dur(flow.duration)} (secure {_dur(flow.secure_ns)}, normal world "
                  f"{_dur(flow.normal_ns)}){thread}")
