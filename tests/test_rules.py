@@ -156,7 +156,8 @@ def test_catalog_is_stable_and_complete():
 
 def test_missing_evidence_any_of():
     rule = next(r for r in RULES if r.id == "SMC042")
-    assert rule.missing({"tracepoints", "returns"}) == "fast_returns or dmesg"
+    assert rule.missing({"tracepoints", "returns"}) == (
+        "fast-call results (a return probe on the SMC entry) or the driver's kernel log")
     assert rule.missing({"tracepoints", "dmesg"}) is None
     assert rule.missing({"fast_calls", "fast_returns"}) is None
 
@@ -164,8 +165,9 @@ def test_missing_evidence_any_of():
 def test_not_run_names_missing_evidence(tmp_path):
     result = analyse(tmp_path, lines_of(PROBE))  # tracepoints only: no fast call, no dmesg
     missing = {r.id: why for r, why in result.not_run}
-    assert missing["SMC043"] == "fast_calls" and missing["SMC080"] == "fast_returns"
-    assert missing["SMC042"] == "fast_returns or dmesg"
+    assert missing["SMC043"] == "fast calls (a kprobe on the SMC entry)"
+    assert missing["SMC080"] == "fast-call results (a return probe on the SMC entry)"
+    assert missing["SMC042"] == "fast-call results (a return probe on the SMC entry) or the driver's kernel log"
     assert "SMC001" not in missing and "SMC072" not in missing
     assert {r.id for r, _ in analyse(tmp_path, lines_of(NEWKERNEL)).not_run} == set()
     kret = {r.id: why for r, why in analyse(tmp_path, lines_of(KRET)).not_run}

@@ -71,9 +71,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
         missing.setdefault(item["missing"], []).append(item["rule"])
     for why, ids in missing.items():
         lines.append(f"   could not run {', '.join(ids)}: the capture lacks {why}")
-    if any("fast" in why for why in missing):
-        lines.append("   (fast calls and their results: add a kprobe and a kretprobe on the SMC entry, "
-                     "see `smcwire tracing-setup`)")
+    if any("SMC entry" in why for why in missing):
+        lines.append("   (`smcwire tracing-setup` prints the kprobe and kretprobe commands that record them)")
     return "\n".join(lines)
 
 

@@ -33,9 +33,21 @@ class Rule:
 
     def missing(self, kinds: set[str]) -> str | None:
         """The evidence this capture lacks for the rule, as a phrase; None when it can run."""
-        lacking = [need.replace("|", " or ") for need in sorted(self.needs)
+        lacking = [" or ".join(EVIDENCE.get(k, k) for k in need.split("|")) for need in sorted(self.needs)
                    if not any(kind in kinds for kind in need.split("|"))]
         return ", ".join(lacking) or None
+
+
+# what each evidence kind (TraceState.evidence_kinds) is, for "could not run" messages
+EVIDENCE = {
+    "tracepoints": "the optee tracepoints",
+    "fast_calls": "fast calls (a kprobe on the SMC entry)",
+    "fast_returns": "fast-call results (a return probe on the SMC entry)",
+    "returns": "SMC results",
+    "dmesg": "the driver's kernel log",
+    "optee_console": "the OP-TEE console",
+    "tfa_console": "the TF-A console",
+}
 
 
 def _rule(id: str, name: str, severity: str, needs: tuple[str, ...], source: str, summary: str,
