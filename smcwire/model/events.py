@@ -158,3 +158,4 @@ EVENT_TYPES: tuple[type, ...] = (SmcCall, SmcReturn, LostEvents, DriverMessage, 
                                  RegisterDump, BootMilestone)
 KINDS = ("smc_call", "smc_return", "lost_events", "driver_message", "tfa_message", "optee_message",
          "register_dump", "boot_milestone")
+KIND_OF: dict[type, str] = dict(zip(EVENT_TYPES, KINDS, strict=True))  # event type -> its KIND

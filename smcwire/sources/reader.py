@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain, islice
 
-from ..model.events import Event
+from ..model.events import KIND_OF, Event
 from . import io
 from .base import Malformed
 from .formats import CONSOLE, ConsoleParser, choose
@@ -87,31 +87,35 @@ class TraceReader:
             # its foreign lines that do not start like a trace line (ftrace pads the task to 16
             # columns, so its lines start with a blank) are offered to every family.
             console = ConsoleParser(inp.name) if self.input_format is None and parser.name != CONSOLE else None
-            events = stats.events
-            lineno = 0
-            for lineno, line in enumerate(chain(head, lines), 1):
-                if type(line) is LineTooLong:
-                    stats.malformed_line(lineno, f"line of {line.length} bytes is too long (limit {io.MAX_LINE})")
-                    continue
-                out = feed(lineno, line)  # type: ignore[arg-type]
-                if out is None and console is not None and line and line[0] not in _TRACE_STARTS:
-                    out = console.feed(lineno, line)  # type: ignore[arg-type]
-                if out is None:
-                    stats.foreign += 1
-                elif isinstance(out, Malformed):
-                    stats.malformed_line(lineno, out.reason)
-                else:
-                    stats.event_lines += 1
-                    for event in out:
-                        events[event.KIND] += 1
-                        yield event
-                if 0 in line:  # a NUL byte; int membership is a plain memchr, far cheaper than b"\x00" in line
-                    stats.binary_lines += 1
-            stats.lines = lineno
-            for event in (*parser.finish(), *(console.finish() if console is not None else ())):
-                events[event.KIND] += 1
-                yield event
-        stats.lost_markers = events["lost_events"]
+            by_type: Counter[type] = Counter()  # events counted by type in the loop, by kind at the end
+            lineno = foreign = event_lines = binary = 0
+            try:
+                for lineno, line in enumerate(chain(head, lines), 1):
+                    if type(line) is LineTooLong:
+                        stats.malformed_line(lineno, f"line of {line.length} bytes is too long (limit {io.MAX_LINE})")
+                        continue
+                    out = feed(lineno, line)  # type: ignore[arg-type]
+                    if out is None and console is not None and line and line[0] not in _TRACE_STARTS:
+                        out = console.feed(lineno, line)  # type: ignore[arg-type]
+                    if out is None:
+                        foreign += 1
+                    elif isinstance(out, Malformed):
+                        stats.malformed_line(lineno, out.reason)
+                    else:
+                        event_lines += 1
+                        for event in out:
+                            by_type[type(event)] += 1
+                            yield event
+                    if 0 in line:  # a NUL byte; int membership is a plain memchr, far cheaper than b"\x00" in line
+                        binary += 1
+                for event in (*parser.finish(), *(console.finish() if console is not None else ())):
+                    by_type[type(event)] += 1
+                    yield event
+            finally:
+                stats.lines, stats.foreign, stats.event_lines, stats.binary_lines = lineno, foreign, event_lines, binary
+                for cls, n in by_type.items():
+                    stats.events[KIND_OF[cls]] += n
+                stats.lost_markers = stats.events["lost_events"]
 
 
 _TRACE_STARTS = frozenset(b" #")
