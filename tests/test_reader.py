@@ -98,3 +98,18 @@ def test_empty_file(tmp_path):
     (tmp_path / "empty").write_bytes(b"")
     events, (stats,) = _read([str(tmp_path / "empty")])
     assert events == [] and stats.lines == 0 and _balanced([stats])
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_lines_across_chunks(monkeypatch, crlf):
+    """Lines are split from MAX_LINE-byte chunks: lines spanning chunk edges, and lines just under,
+    at and over the limit, come out as a plain split would give them (over-long ones as LineTooLong)."""
+    monkeypatch.setattr(sio, "MAX_LINE", 64)
+    end = b"\r\n" if crlf else b"\n"
+    lengths = [0, 5, 62, 63, 64, 65, 200, 1, 130, 63, 0, 7]
+    data = end.join(bytes([97 + i % 26]) * n for i, n in enumerate(lengths)) + end + b"tail"
+    got = []
+    for batch in sio.read_lines(io.BufferedReader(io.BytesIO(data)), "x"):
+        got += [batch] if isinstance(batch, sio.LineTooLong) else batch.lines
+    want = [sio.LineTooLong(n) if n >= 64 else bytes([97 + i % 26]) * n for i, n in enumerate(lengths)]
+    assert got == [*want, b"tail"]

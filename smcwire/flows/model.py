@@ -103,22 +103,28 @@ class Flow:
         assert event is not None
         return event.file
 
+    # plain loops below, no generators: these run for every flow rendered
     @property
     def first_line(self) -> int:
-        return min(s.line for s in self.steps)
+        return min([(s.call or s.ret).line for s in self.steps])  # type: ignore[union-attr]
 
     @property
     def last_line(self) -> int:
-        return max((s.ret or s.call).line for s in self.steps)  # type: ignore[union-attr]
-
+        return max([(s.ret or s.call).line for s in self.steps])  # type: ignore[union-attr]
 
     @property
     def start(self) -> int | None:
-        return next((s.start for s in self.steps if s.start is not None), None)
+        for s in self.steps:
+            if s.call is not None and s.call.ts is not None:
+                return s.call.ts
+        return None
 
     @property
     def end(self) -> int | None:
-        return next((s.end for s in reversed(self.steps) if s.end is not None), None)
+        for s in reversed(self.steps):
+            if s.ret is not None and s.ret.ts is not None:
+                return s.ret.ts
+        return None
 
     @property
     def duration(self) -> int | None:
@@ -129,15 +135,21 @@ class Flow:
     def normal_ns(self) -> int:
         """Time spent in the normal world serving RPCs (and waiting after ETHREAD_LIMIT)."""
         total = 0
-        for before, after in zip(self.steps, self.steps[1:], strict=False):
-            if before.end is not None and after.start is not None:
-                total += after.start - before.end
+        end = None  # the previous step's return time
+        for s in self.steps:
+            if end is not None and s.call is not None and s.call.ts is not None:
+                total += s.call.ts - end
+            end = s.ret.ts if s.ret is not None else None
         return total
 
     @property
     def secure_ns(self) -> int:
         """Time spent inside the SMCs (entry to return), i.e. in EL3 and OP-TEE."""
-        return sum(s.end - s.start for s in self.steps if s.start is not None and s.end is not None)
+        total = 0
+        for s in self.steps:
+            if s.call is not None and s.ret is not None and s.call.ts is not None and s.ret.ts is not None:
+                total += s.ret.ts - s.call.ts
+        return total
 
     @property
     def result(self) -> Return | None:

@@ -66,21 +66,14 @@ class Tracker:
         self._begun: dict[tuple[int | None, str | None], Step] = {}  # each task's latest tracepoint begin
         self._holding: set[ChainKey] = set()  # yielding calls inside OP-TEE (entered, not finished or refused)
         self._done: list[Flow] = []  # flows completed by the event being fed
+        self._handlers = {SmcCall: self._call, SmcReturn: self._return, LostEvents: self._lost,
+                          DriverMessage: self._message, TfaMessage: self._message, OpteeMessage: self._message,
+                          BootMilestone: self.state.other.append, RegisterDump: self.state.other.append}
 
     # --- events in --------------------------------------------------------------------------
     def feed(self, event: Event) -> Sequence[Flow]:
         """The flows this event completes (usually none)."""
-        if isinstance(event, SmcCall):
-            self._call(event)
-        elif isinstance(event, SmcReturn):
-            self._return(event)
-        elif isinstance(event, LostEvents):
-            self.state.lost.append((event.file, event.line, event.cpu))
-            self._lost_since.add(event.cpu)
-        elif isinstance(event, (DriverMessage, TfaMessage, OpteeMessage)):
-            self._message(event)
-        elif isinstance(event, (BootMilestone, RegisterDump)):
-            self.state.other.append(event)
+        self._handlers[type(event)](event)  # type: ignore[operator]
         if self._done:
             done, self._done = self._done, []
             return done
@@ -110,6 +103,10 @@ class Tracker:
         self._begun.clear()
         done, self._done = self._done, []
         return done
+
+    def _lost(self, event: LostEvents) -> None:
+        self.state.lost.append((event.file, event.line, event.cpu))
+        self._lost_since.add(event.cpu)
 
     # --- pairing ----------------------------------------------------------------------------
     def _call(self, event: SmcCall) -> None:
@@ -158,15 +155,16 @@ class Tracker:
         self._answered(step, ("task", event.pid, event.task))
 
     def _tracepoint_call(self, event: SmcCall) -> None:
-        key = self._tp_key(event)
-        earlier = self._begun.get((event.pid, event.task))
+        key = ("tp", event.pid, event.task, event.key)
+        task = (event.pid, event.task)
+        earlier = self._begun.get(task)
         if earlier is not None and earlier.ret is None and earlier.call is not None:
             # the task begins an SMC while its previous one has no end: that end is missing (a task
             # issues its yielding SMCs one after the other; optee_smc_do_call_with_arg)
             self._unended(self._tp_key(earlier.call), earlier)
         step = self._pending[key] = Step(event, None, self.decoder.call(event.regs), None)
         self._seen(step)
-        self._begun[(event.pid, event.task)] = step
+        self._begun[task] = step
         self._enter(key, event)
 
     def _unended(self, key: ChainKey, step: Step) -> None:
@@ -190,22 +188,24 @@ class Tracker:
         self._done.append(self._finish(flow or self._new_flow(step), "no end"))
 
     def _tracepoint_return(self, event: SmcReturn) -> None:
-        key = self._tp_key(event)
+        key = ("tp", event.pid, event.task, event.key)
         step = self._pending.pop(key, None)
         if step is None:
             chain = self._chains.get(key)
-            last = chain.last.answer if chain is not None else None
+            last = chain.steps[-1].answer if chain is not None else None
             if chain is not None and last is not None and last.is_rpc:
                 self._resumed_unseen(chain, key, event)
             else:
                 self._done.append(self._orphan(event))
             return
         step.ret = event
-        if self._begun.get((event.pid, event.task)) is step:
-            del self._begun[(event.pid, event.task)]
-        stack = self._stacks.get(self._cpu_key(event))
-        while stack and stack[-1][0] is step:  # its kprobe twin, when no return probe popped it
-            stack.pop()
+        task = (event.pid, event.task)
+        if self._begun.get(task) is step:
+            del self._begun[task]
+        if self._stacks:
+            stack = self._stacks.get(self._cpu_key(event))
+            while stack and stack[-1][0] is step:  # its kprobe twin, when no return probe popped it
+                stack.pop()
         self._answered(step, key)
 
     def _resumed_unseen(self, flow: Flow, key: ChainKey, event: SmcReturn) -> None:
@@ -227,10 +227,12 @@ class Tracker:
 
     def _answered(self, step: Step, key: ChainKey) -> None:
         """A step has its return: decode it, extend or start its flow, close the flow if final."""
-        assert step.call is not None and step.ret is not None
-        if step.call.regs[0] >> 31 & 1:  # a fast call is a flow of its own, even nested in a chain
+        call, ret = step.call, step.ret
+        assert call is not None and ret is not None
+        a0 = call.regs[0]
+        if a0 >> 31 & 1:  # a fast call is a flow of its own, even nested in a chain
             single = self._new_flow(step)
-            step.answer = self.decoder.ret(step.decoded, step.ret.regs)
+            step.answer = self.decoder.ret(step.decoded, ret.regs)
             self._learn(single, step)
             self._done.append(self._finish(single, None))
             return
@@ -239,15 +241,16 @@ class Tracker:
             del self._chains[key]
             self._done.append(self._finish(flow, "unanswered"))
             flow = None
-            if step.call.regs[0] & _M32 != RETURN_FROM_RPC:
-                self._enter(key, step.call)  # the new call still holds a thread
+            if a0 & _M32 != RETURN_FROM_RPC:
+                self._enter(key, call)  # the new call still holds a thread
         if flow is None:
             flow = self._new_flow(step)
         else:
             self._extend(flow, step)
-        step.answer = answer = self.decoder.ret(step.decoded, step.ret.regs)
+        step.answer = answer = self.decoder.ret(step.decoded, ret.regs)
         self._learn(flow, step)
-        if step.decoded is not None and step.decoded.function is not None and step.decoded.function.rpc:
+        decoded = step.decoded
+        if decoded is not None and decoded.function is not None and decoded.function.rpc:
             if answer.is_rpc or answer.status != OPTEE_SMC_RETURN_ETHREAD_LIMIT:
                 self._accepted(step)
             if answer.is_rpc:
@@ -261,9 +264,9 @@ class Tracker:
             if answer.status == OPTEE_SMC_RETURN_ETHREAD_LIMIT:
                 inside = len(self._holding)
                 if self.state.refused_with is None or inside < self.state.refused_with:
-                    self.state.refused_with, self.state.refused_with_at = inside, (step.ret.file, step.ret.line)
+                    self.state.refused_with, self.state.refused_with_at = inside, (ret.file, ret.line)
                 self.state.ethread_limit += 1
-                self.state.ethread_limit_at = self.state.ethread_limit_at or (step.ret.file, step.ret.line)
+                self.state.ethread_limit_at = self.state.ethread_limit_at or (ret.file, ret.line)
                 self._chains[key] = flow
                 self._leave(key)  # waiting for a free thread, holding none
                 return
@@ -293,17 +296,17 @@ class Tracker:
     def _continues(self, flow: Flow, step: Step) -> bool:
         """Whether ``step`` is the next step of ``flow``: the resume after its RPC, or the retry
         after ETHREAD_LIMIT."""
-        last = flow.last.answer
+        last = flow.steps[-1].answer
         regs = step.call.regs if step.call is not None else ()
         if last is None:
             return False
         if last.is_rpc:
             return bool(regs) and regs[0] & _M32 == RETURN_FROM_RPC
-        first = flow.first.call
+        first = flow.steps[0].call
         return last.status == OPTEE_SMC_RETURN_ETHREAD_LIMIT and first is not None and first.regs == regs
 
     def _extend(self, flow: Flow, step: Step) -> None:
-        last = flow.last.answer
+        last = flow.steps[-1].answer
         flow.steps.append(step)
         if last is not None and last.is_rpc and flow.rpcs and flow.rpcs[-1].reply is None:
             trip = flow.rpcs[-1]
@@ -331,10 +334,11 @@ class Tracker:
     def _finish(self, flow: Flow, incomplete: str | None) -> Flow:
         if flow.incomplete is None:
             flow.incomplete = incomplete
-        for step in flow.steps:
-            event = step.call or step.ret
-            if event is not None:
-                self._lost_since.discard(event.cpu)
+        if self._lost_since:
+            for step in flow.steps:
+                event = step.call or step.ret
+                if event is not None:
+                    self._lost_since.discard(event.cpu)
         return flow
 
     def _orphan(self, event: SmcReturn) -> Flow:
@@ -350,9 +354,9 @@ class Tracker:
     # --- what the trace tells ---------------------------------------------------------------
     def _seen(self, step: Step) -> None:
         """Remember the first call of each function, whether or not its return is in the trace."""
-        name = step.decoded.name if step.decoded is not None else None
-        if name is not None and step.call is not None:
-            self.state.calls_seen.setdefault(name, (step.call.file, step.call.line))
+        function = step.decoded.function if step.decoded is not None else None
+        if function is not None and step.call is not None and function.name not in self.state.calls_seen:
+            self.state.calls_seen[function.name] = (step.call.file, step.call.line)
 
     def _learn(self, flow: Flow, step: Step) -> None:
         """Record the capabilities, thread count, async notifications and RPC cookies a step shows."""
@@ -443,6 +447,8 @@ class Tracker:
 
     @staticmethod
     def _note_cpu(flow: Flow, step: Step) -> None:
-        for event in (step.call, step.ret):
-            if event is not None and event.cpu is not None and event.cpu not in flow.cpus:
-                flow.cpus.append(event.cpu)
+        cpus = flow.cpus
+        if step.call is not None and step.call.cpu is not None and step.call.cpu not in cpus:
+            cpus.append(step.call.cpu)
+        if step.ret is not None and step.ret.cpu is not None and step.ret.cpu not in cpus:
+            cpus.append(step.ret.cpu)

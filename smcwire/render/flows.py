@@ -36,15 +36,18 @@ def rpc_json(trip: RpcTrip) -> dict[str, Any]:
 
 def flow_json(flow: Flow) -> dict[str, Any]:
     result = flow.result
-    first = flow.first.decoded
+    first = flow.steps[0].decoded
+    start, end = flow.start, flow.end
     return {
         "index": flow.index, "capture": flow.capture, "file": flow.file, "first_line": flow.first_line,
         "last_line": flow.last_line, "function": flow.function, "a0": flow.a0,
-        "fields": first.fields if first is not None else {}, "start": flow.start, "end": flow.end,
-        "duration": flow.duration, "secure_ns": flow.secure_ns, "normal_ns": flow.normal_ns, "task": flow.task,
+        "fields": first.fields if first is not None else {}, "start": start, "end": end,
+        "duration": end - start if start is not None and end is not None else None,
+        "secure_ns": flow.secure_ns, "normal_ns": flow.normal_ns, "task": flow.task,
         "pid": flow.pid, "cpu": flow.cpus, "key": flow.key, "thread": flow.thread,
-        "rpcs": [rpc_json(t) for t in flow.rpcs], "retries": flow.retries,
-        "result": flow.result_name, "status": result.status if result is not None else None,
+        "rpcs": [rpc_json(t) for t in flow.rpcs] if flow.rpcs else [], "retries": flow.retries,
+        "result": result.status_name if result is not None else None,
+        "status": result.status if result is not None else None,
         "incomplete": flow.incomplete, "findings": flow.findings, "steps": len(flow.steps),
         "console": [{"file": m.file, "line": m.line, "level": m.level, "text": m.text} for m in flow.console],
     }

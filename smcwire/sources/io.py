@@ -93,29 +93,82 @@ class LineTooLong(NamedTuple):
     length: int
 
 
+class Batch(NamedTuple):
+    """Consecutive lines, without their endings, and how many of them hold a NUL byte."""
+
+    lines: list[bytes]
+    nul_lines: int
+
+
 _LONE_CR = re.compile(rb"\r(?![\r\n])")
+_BATCH = 4096  # lines per batch of a CR-only file
 
 
-def read_lines(stream: BinaryIO, name: str) -> Iterator[bytes | LineTooLong]:
-    """Raw lines without their ending, one by one. Lines end at ``\n`` (as ``grep -n`` counts
+def read_lines(stream: BinaryIO, name: str) -> Iterator[Batch | LineTooLong]:
+    """Raw lines without their ending, in batches. Lines end at ``\n`` (as ``grep -n`` counts
     them; ``\r``s before it are dropped) or, in a file whose start shows lone ``\r`` line ends
     (old Mac-style and CR-only serial captures), at a lone ``\r`` too. A line over ``MAX_LINE``
-    bytes is skipped to its end and given as ``LineTooLong``."""
+    bytes is skipped to its end and given as ``LineTooLong``, between batches."""
     try:
         head = stream.peek(_READ)[:_READ - 1] if hasattr(stream, "peek") else b""
-        lines = _cr_lines(stream) if _LONE_CR.search(head) else _lf_lines(stream)
-        yield from lines
+        yield from _cr_batches(stream) if _LONE_CR.search(head) else _lf_batches(stream)
     except (OSError, EOFError, lzma.LZMAError, ValueError) as e:  # corrupt compressed data
         raise InputFileError(f"{name}: cannot read: {e}") from None
 
 
-def _lf_lines(stream: BinaryIO) -> Iterator[bytes | LineTooLong]:
-    readline = stream.readline
-    for line in iter(partial(readline, MAX_LINE), b""):
-        if len(line) == MAX_LINE and line[-1] != 10:
-            yield _skip_long(readline, len(line))
-        else:
-            yield line.rstrip(b"\r\n")
+def _batch(lines: list[bytes], chunk: bytes) -> Batch:
+    return Batch(lines, sum(0 in line for line in lines) if b"\x00" in chunk else 0)
+
+
+def _lf_batches(stream: BinaryIO) -> Iterator[Batch | LineTooLong]:
+    """The lines of each chunk of ``MAX_LINE`` bytes: a line inside a chunk is shorter than the
+    limit, so only one that spans chunks (the first of a chunk) can be over it."""
+    limit = MAX_LINE
+    read = getattr(stream, "read1", stream.read)
+    pending = b""  # the unfinished last line of the previous chunk
+    long = 0  # bytes so far of an over-long line being skipped
+    while chunk := read(limit):
+        if long:
+            end = chunk.find(b"\n")
+            if end < 0:
+                long += len(chunk)
+                continue
+            yield LineTooLong(long + len(chunk[:end].rstrip(b"\r")))
+            long, chunk = 0, chunk[end + 1:]
+        lines = chunk.split(b"\n")
+        if pending:
+            lines[0] = pending + lines[0]
+        pending = lines.pop()
+        if lines:
+            if len(lines[0]) >= limit and len(lines[0].rstrip(b"\r")) >= limit:
+                yield LineTooLong(len(lines[0].rstrip(b"\r")))
+                del lines[0]
+            if b"\r" in chunk or (lines and lines[0][-1:] == b"\r"):
+                lines = [line.rstrip(b"\r") for line in lines]
+            yield _batch(lines, chunk)
+        if len(pending) >= limit and len(pending.rstrip(b"\r")) >= limit:
+            long, pending = len(pending), b""
+    if long:
+        yield LineTooLong(long)
+    elif pending:
+        yield _batch([pending.rstrip(b"\r")], pending)
+
+
+def _cr_batches(stream: BinaryIO) -> Iterator[Batch | LineTooLong]:
+    batch: list[bytes] = []
+    for line in _cr_lines(stream):
+        if type(line) is LineTooLong:
+            if batch:
+                yield _batch(batch, b"\x00")
+                batch = []
+            yield line
+            continue
+        batch.append(line)  # type: ignore[arg-type]
+        if len(batch) == _BATCH:
+            yield _batch(batch, b"\x00")
+            batch = []
+    if batch:
+        yield _batch(batch, b"\x00")
 
 
 def _cr_lines(stream: BinaryIO) -> Iterator[bytes | LineTooLong]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import chain
 
 from ..model.events import KIND_OF, Event
 from . import io
 from .base import Malformed
 from .formats import CONSOLE, ConsoleParser, choose
-from .io import Input, InputFileError, LineTooLong, expand_inputs, read_lines
+from .io import Batch, Input, InputFileError, LineTooLong, expand_inputs, read_lines
 
 MAX_DIAGNOSTICS = 20
 SNIFF_LINES = 64
@@ -78,9 +78,16 @@ class TraceReader:
         self.stats.append(stats)
         stream, stats.compression, _ = inp.open()
         with stream:
-            lines = read_lines(stream, inp.name)
-            head = [x for x in islice(lines, SNIFF_LINES)]
-            parser = choose([x for x in head if not isinstance(x, LineTooLong)], self.input_format)(inp.name)
+            batches = read_lines(stream, inp.name)
+            read_ahead: list[Batch | LineTooLong] = []  # the batches that hold the head, to read again
+            head: list[bytes] = []
+            for batch in batches:
+                read_ahead.append(batch)
+                if type(batch) is Batch:
+                    head += batch.lines[:SNIFF_LINES - len(head)]
+                if len(head) >= SNIFF_LINES:
+                    break
+            parser = choose(head, self.input_format)(inp.name)
             stats.format = parser.name
             feed = parser.feed
             # A file read by one parser may still go on as a console log (a trace followed by dmesg):
@@ -90,24 +97,28 @@ class TraceReader:
             by_type: Counter[type] = Counter()  # events counted by type in the loop, by kind at the end
             lineno = foreign = event_lines = binary = 0
             try:
-                for lineno, line in enumerate(chain(head, lines), 1):
-                    if type(line) is LineTooLong:
-                        stats.malformed_line(lineno, f"line of {line.length} bytes is too long (limit {io.MAX_LINE})")
+                for batch in chain(read_ahead, batches):
+                    if type(batch) is LineTooLong:
+                        lineno += 1
+                        stats.malformed_line(lineno, f"line of {batch.length} bytes is too long (limit {io.MAX_LINE})")
                         continue
-                    out = feed(lineno, line)  # type: ignore[arg-type]
-                    if out is None and console is not None and line and line[0] not in _TRACE_STARTS:
-                        out = console.feed(lineno, line)  # type: ignore[arg-type]
-                    if out is None:
-                        foreign += 1
-                    elif isinstance(out, Malformed):
-                        stats.malformed_line(lineno, out.reason)
-                    else:
+                    binary += batch.nul_lines  # type: ignore[union-attr]
+                    for line in batch.lines:  # type: ignore[union-attr]
+                        lineno += 1
+                        out = feed(lineno, line)
+                        if out is None:
+                            if console is not None and line and line[0] not in _TRACE_STARTS:
+                                out = console.feed(lineno, line)
+                            if out is None:
+                                foreign += 1
+                                continue
+                        if type(out) is Malformed:
+                            stats.malformed_line(lineno, out.reason)  # type: ignore[union-attr]
+                            continue
                         event_lines += 1
                         for event in out:
                             by_type[type(event)] += 1
-                            yield event
-                    if 0 in line:  # a NUL byte; int membership is a plain memchr, far cheaper than b"\x00" in line
-                        binary += 1
+                            yield event  # type: ignore[misc]
                 for event in (*parser.finish(), *(console.finish() if console is not None else ())):
                     by_type[type(event)] += 1
                     yield event
