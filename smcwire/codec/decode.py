@@ -17,6 +17,7 @@ from ..abi.function import Function, RpcFunction
 from ..abi.profiles import DEFAULT_PROFILE, Profile, get_profile
 from ..abi.regs import M32, Layout, Role, compile_layout
 from ..abi.rpc import RPC_FUNCTIONS
+from ..model.memo import Memo
 from .reader import Reader, compile_reader
 
 _TRUSTED_OS = range(smccc.ARM_SMCCC_OWNER_TRUSTED_OS, smccc.ARM_SMCCC_OWNER_TRUSTED_OS_END + 1)
@@ -146,14 +147,13 @@ class Decoder:
     return, on the call's function and the status) is worked out once and cached."""
 
     _CACHE_LIMIT = 65536
-    _MEMO_LIMIT = 1 << 14
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         # whole decodes by register values: a trace repeats a few hundred distinct register sets
-        # (real captures: 110 distinct value lists in 53,970 events); cleared when full
-        self._call_memo: dict[object, Call] = {}
-        self._ret_memo: dict[tuple[tuple[int, ...] | None, tuple[int, ...]], Return] = {}
+        # (real captures: 110 distinct value lists in 53,970 events)
+        self._call_memo: Memo[tuple[tuple[int, ...], int | None], Call] = Memo(lambda key: self._call(*key))
+        self._ret_memo: Memo[tuple[tuple[int, ...] | None, tuple[int, ...]], Return] = Memo(self._ret_of)
         self._calls: dict[int, tuple[FunctionId, Function | None, Reader, tuple[str, ...]]] = {}
         self._returns: dict[tuple[int, int], tuple[Reader, str | None, RpcFunction | None, tuple[str, ...], bool]] = {}
         self._readers: dict[int, Reader] = {}
@@ -185,14 +185,7 @@ class Decoder:
         number it answers, which selects that RPC's reply layout."""
         if type(regs) is not tuple:
             regs = tuple(regs)
-        memo_key = regs if rpc is None else (regs, rpc)
-        decoded = self._call_memo.get(memo_key)
-        if decoded is None:
-            decoded = self._call(regs, rpc)
-            if len(self._call_memo) >= self._MEMO_LIMIT:
-                self._call_memo.clear()
-            self._call_memo[memo_key] = decoded
-        return decoded
+        return self._call_memo[regs, rpc]
 
     def _call(self, regs: tuple[int, ...], rpc: int | None) -> Call:
         plan = self._calls.get(regs[0]) or self._call_plan(regs[0])
@@ -247,14 +240,11 @@ class Decoder:
             regs = tuple(regs)
         if call is not None and not isinstance(call, Call):
             call = self.call(call)
-        memo_key = (call.regs if call is not None else None, regs)  # all of the call a return depends on
-        decoded = self._ret_memo.get(memo_key)
-        if decoded is None:
-            decoded = self._ret(call, regs)
-            if len(self._ret_memo) >= self._MEMO_LIMIT:
-                self._ret_memo.clear()
-            self._ret_memo[memo_key] = decoded
-        return decoded
+        return self._ret_memo[call.regs if call is not None else None, regs]  # all of the call it depends on
+
+    def _ret_of(self, key: tuple[tuple[int, ...] | None, tuple[int, ...]]) -> Return:
+        call_regs, regs = key
+        return self._ret(self.call(call_regs) if call_regs is not None else None, regs)
 
     def _ret(self, call: Call | None, regs: tuple[int, ...]) -> Return:
         status = regs[0] & M32

@@ -53,11 +53,11 @@ Task names, pointers and value lists repeat, so their conversions are memoised (
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from itertools import repeat
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar
 
 from ..model.events import LostEvents, SmcCall, SmcReturn
+from ..model.memo import Memo
 from .base import Malformed, Outcome, Parser
 
 # An optee tracepoint line in the layout of ``trace``/``trace_pipe`` and the default trace-cmd report:
@@ -99,24 +99,8 @@ _NS_PAD = b"000000000"
 _MASK64 = (1 << 64) - 1
 _CALL_NAMES = tuple(tuple(f"{p}{i}".encode() for i in range(8)) for p in "ax")
 _RET_NAMES = tuple(tuple(f"{p}{i}".encode() for i in range(8)) for p in "rx")
-_MEMO_SIZE = 1 << 14
 
 Context = tuple[int | None, int | None, int | None, int | None, str | None]  # ts, cpu, pid, tgid, task
-_T = TypeVar("_T")
-
-
-class _Memo(dict[bytes, _T], Generic[_T]):
-    """``convert(key)``, remembered: trace fields repeat. Cleared when full, so memory stays bounded."""
-
-    def __init__(self, convert: Callable[[bytes], _T]) -> None:
-        super().__init__()
-        self.convert = convert
-
-    def __missing__(self, key: bytes) -> _T:
-        if len(self) >= _MEMO_SIZE:
-            self.clear()
-        value = self[key] = self.convert(key)
-        return value
 
 
 def _task(comm: bytes) -> str | None:
@@ -146,9 +130,9 @@ class FtraceParser(Parser):
 
     def __init__(self, file: str) -> None:
         super().__init__(file)
-        self.contexts = _Memo(_cpu_pid_tgid_task)
-        self.keys = _Memo(_text)
-        self.values = _Memo(_hex_list)
+        self.contexts = Memo(_cpu_pid_tgid_task)
+        self.keys = Memo(_text)
+        self.values = Memo(_hex_list)
 
     def feed(self, lineno: int, line: bytes) -> Outcome:
         if 40 in line:  # "(": every optee and probe event line has one (value list, probe site)
