@@ -16,7 +16,7 @@ from ..flows.model import Finding, Flow
 from ..pipeline import Analysis, captures
 from ..render import flows as render_flows
 from ..rules.catalog import RULES
-from .common import EXIT_FINDINGS, emit, format_option, profile_options, resolve_profile
+from .common import EXIT_FINDINGS, echo, emit, format_option, profile_options, resolve_profile
 
 SEVERITIES = ("info", "warning", "error")
 
@@ -115,21 +115,21 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
     out: list[dict[str, Any]] = []
     for analysis in _analyses(files, profile, extensions, input_format=input_format):
         flows_json: list[dict[str, Any]] = []
+        shown = 0  # analysis.findings up to here came with flows already rendered
         for flow in analysis.flows():
+            mine, shown = analysis.findings[shown:], len(analysis.findings)  # those this flow's end brought
             if not _wanted(flow, number, task, thread, function, since, until):
                 continue
             if fmt == "table":
-                mine = [f for f in analysis.findings if f.flow == flow.index]
-                click.echo(render_flows.flow_text(flow, mine))
+                echo(render_flows.flow_text(flow, mine))
             elif fmt == "jsonl":
-                click.echo(json.dumps(render_flows.flow_json(flow)))
+                echo(json.dumps(render_flows.flow_json(flow)))
             else:
                 flows_json.append(render_flows.flow_json(flow))
         summary = _summary(analysis)
         if fmt == "table":
-            for f in analysis.findings:
-                if f.flow is None:
-                    click.echo(render_flows.finding_text(f))
+            for f in analysis.findings[shown:]:  # the end of the capture's findings (leaks, storms…)
+                echo(render_flows.finding_text(f))
             click.echo(_summary_text(summary))
         elif fmt == "json":
             out.append({"capture": analysis.capture.name, "flows": flows_json,
@@ -171,11 +171,11 @@ def check(files: tuple[str, ...], input_format: str | None, fail_on: str, select
         failed |= any(SEVERITIES.index(f.severity) >= threshold for f in analysis.findings)
         if fmt == "table":
             for f in analysis.findings:
-                click.echo(render_flows.finding_text(f))
+                echo(render_flows.finding_text(f))
             click.echo(_summary_text(summaries[-1]))
         elif fmt == "jsonl":
             for f in analysis.findings:
-                click.echo(json.dumps(render_flows.finding_json(f)))
+                echo(json.dumps(render_flows.finding_json(f)))
     if fmt == "json":
         by_sev = Counter(f.severity for f in all_findings)
         emit({"schema": render_flows.SCHEMA, "findings": [render_flows.finding_json(f) for f in all_findings],

@@ -4,6 +4,7 @@ JSON output, and the --profile/--abi-extension/--format options."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,12 @@ class Group(click.Group):
             raise
         except click.UsageError as e:
             raise InputFailure(e.format_message()) from None
+
+
+def echo(line: str) -> None:
+    """One line of bulk output (a flow, a finding) to stdout, buffered: ``click.echo`` flushes
+    each line, which costs more than rendering it."""
+    sys.stdout.write(line + "\n")
 
 
 def emit(data: Any) -> None:
