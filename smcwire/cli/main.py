@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import click
 
 from .. import __version__
@@ -31,4 +34,15 @@ for _command in (abi_cmds.decode, abi_cmds.encode, abi_cmds.functions, abi_cmds.
 
 
 def main() -> None:
+    _block_buffered_stdout()
     cli(prog_name="smcwire")
+
+
+def _block_buffered_stdout() -> None:
+    """Bulk output (a flow a line) to a file or a pipe goes out in blocks, as grep's does, even
+    under PYTHONUNBUFFERED / ``python -u``, whose stdout makes a system call of every write (1.6 s
+    for the 45,000 flows of a 1,000,000-line trace); a terminal keeps its line buffering."""
+    out = sys.stdout
+    raw = getattr(out, "buffer", None)
+    if isinstance(out, io.TextIOWrapper) and isinstance(raw, io.RawIOBase) and not out.isatty():
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(raw), encoding=out.encoding, errors=out.errors)
