@@ -24,6 +24,7 @@ from ..model.events import DriverMessage, Event, LostEvents, SmcCall, SmcReturn
 from ..rules.catalog import Rule
 from ..rules.engine import RuleEngine
 from ..sources.io import Input, expand_inputs
+from ..sources.prefetch import PrefetchReader, can_prefetch, prefetch_worthwhile
 from ..sources.reader import FileStats, TraceReader
 
 
@@ -94,10 +95,15 @@ class Analysis:
     state: TraceState | None = None
     not_run: list[tuple[Rule, str]] = field(default_factory=list)
     replays: list[str] = field(default_factory=list)  # files whose SMC or driver events repeat another's
+    # read and parse in a child process, overlapping the tracking (same results): None decides by
+    # the inputs' size and the free cores, True wherever it can (not stdin, platforms that fork)
+    prefetch: bool | None = None
 
     def flows(self) -> Iterator[Flow]:
         """Completed flows, in the order they complete, with their findings attached."""
-        reader = TraceReader(self.capture.inputs, self.input_format)
+        inputs = self.capture.inputs
+        prefetch = prefetch_worthwhile(inputs) if self.prefetch is None else self.prefetch and can_prefetch(inputs)
+        reader = (PrefetchReader if prefetch else TraceReader)(inputs, self.input_format)
         self.files = reader.stats
         tracker = Tracker(self.capture.name, Decoder(self.profile))
         self.state = tracker.state
