@@ -2,13 +2,15 @@
 
 Triggering traces are copies of real captures edited in memory (a return removed, a thread id
 changed, a capability value altered, …): ``analyse`` runs the edited lines through the reader,
-the tracker and the rule engine as one capture. Base traces: ``traces/``, ``tests/data/`` and
-``tests/data/rules/`` (see the README files there for provenance).
+the tracker and the rule engine as one capture, and checks that the engine's traits change none
+of the findings (``checked``). Base traces: ``traces/``, ``tests/data/`` and ``tests/data/rules/``
+(see the README files there for provenance).
 """
 
 from __future__ import annotations
 
 import lzma
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from smcwire.codec.decode import decoder
 from smcwire.flows.model import Finding, Flow
 from smcwire.flows.tracker import Tracker
+from smcwire.rules.base import Check, traits_of
 from smcwire.rules.catalog import RULES, SEVERITIES, Rule
 from smcwire.rules.engine import CHECKS, RuleEngine
 from smcwire.sources.reader import TraceReader
@@ -109,15 +112,12 @@ class Result:
         return [f for f in self.findings if f.rule == rule]
 
 
-def analyse(tmp_path: Path, lines: list[str], before: tuple[Path, ...] = (), after: tuple[Path, ...] = (),
-            profile: str = "mainline", name: str = "ftrace.txt") -> Result:
-    """Run ``lines`` (written as ``name``) with the ``before`` and ``after`` files as one capture."""
-    trace = tmp_path / name
-    trace.write_text("\n".join(lines) + "\n")
-    tracker = Tracker(str(tmp_path), decoder(profile))
-    engine = RuleEngine(tracker.state, profile)
+def run(files: list[Path], profile: str = "mainline", every_flow: bool = False) -> Result:
+    """The tracker and the rule engine over ``files`` as one capture."""
+    tracker = Tracker(str(files[-1].parent), decoder(profile))
+    engine = RuleEngine(tracker.state, profile, every_flow=every_flow)
     findings, flows = [], []
-    for event in TraceReader.from_names([str(p) for p in (*before, trace, *after)]):
+    for event in TraceReader.from_names([str(p) for p in files]):
         for flow in tracker.feed(event):
             findings += engine.on_flow(flow)
             flows.append(flow)
@@ -126,6 +126,25 @@ def analyse(tmp_path: Path, lines: list[str], before: tuple[Path, ...] = (), aft
         flows.append(flow)
     findings += engine.finish()
     return Result(findings, engine.not_run(), flows)
+
+
+def checked(files: list[Path], profile: str = "mainline") -> Result:
+    """``run``, asserting that the engine's traits change nothing: the same findings, in the same
+    order, and the same ``Flow.findings`` as every check run on every flow of its functions."""
+    result, reference = run(files, profile), run(files, profile, every_flow=True)
+    assert result.findings == reference.findings
+    assert result.not_run == reference.not_run
+    assert [(f.index, f.findings) for f in result.flows] == [(f.index, f.findings) for f in reference.flows]
+    return result
+
+
+def analyse(tmp_path: Path, lines: list[str], before: tuple[Path, ...] = (), after: tuple[Path, ...] = (),
+            profile: str = "mainline", name: str = "ftrace.txt") -> Result:
+    """Run ``lines`` (written as ``name``) with the ``before`` and ``after`` files as one capture
+    (``checked``: the engine's traits change none of its findings)."""
+    trace = tmp_path / name
+    trace.write_text("\n".join(lines) + "\n")
+    return checked([*before, trace, *after], profile)
 
 
 def check_finding(f: Finding, *words: str) -> None:
@@ -195,6 +214,13 @@ def test_findings_are_attached_to_their_flow(tmp_path):
     assert flow.findings == ["SMC071"] and flow.last_line == 16
 
 
+def test_quiet_calls_show_no_trait_but_their_thread(tmp_path):
+    flows = analyse(tmp_path, lines_of(KRET)).flows  # OP-TEE 4.10 with RPC_ARG: every yielding call is quiet
+    assert {traits_of(f) for f in flows if not f.fast} == {frozenset(), frozenset({"thread"})}
+    with pytest.raises(ValueError, match="rpc_aloc"):
+        type("Typo", (Check,), {"traits": frozenset({"rpc_aloc"})})
+
+
 # --- real traces: the exact findings, none of them a false error ------------------------------------
 REAL = {
     "dbg-probe": ((), PROBE, (), {}),
@@ -223,12 +249,60 @@ def test_real_traces_have_only_genuine_findings(tmp_path, name):
         check_finding(f)
 
 
+# --- the engine's traits: the same findings as every check on every flow -----------------------------
+TRACE_FILES = sorted(p for p in (*ROOT.glob("traces/*/*"), *DATA.rglob("*"))
+                     if p.is_file() and p.suffix not in (".md", ".toml"))
+
+
+@pytest.mark.parametrize("path", TRACE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_traits_keep_the_findings_of_every_file(path):
+    checked([path])
+
+
+@pytest.mark.parametrize("profile", ["mainline", "sysinv-v1", "sysinv-v2"])
+@pytest.mark.parametrize("capture", sorted(ROOT.glob("traces/*/")), ids=lambda p: p.name)
+def test_traits_keep_the_findings_of_every_capture(capture, profile):
+    checked([capture], profile)
+
+
+_VALUES = ("0", "1", "2", "3", "4", "5", "7", "ffff0000", "ffff0002", "ffff0004", "ffff0005", "ffff0006",
+           "ffffffff", "ffffffea", "32000003", "32000012", "b2000009", "4632d040")
+_VALUE = re.compile(r"(?<=[(, =])(0x)?[0-9a-f]+(?=[,)\s]|$)")
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("name", REAL)
+def test_traits_keep_the_findings_of_edited_traces(tmp_path, name, seed):
+    """Real traces with a few SMC lines removed or a register changed at random (seeded)."""
+    before, trace, after, _ = REAL[name]
+    rng = random.Random(f"{name}/{seed}")
+    lines = lines_of(trace)
+    smc = [i for i, line in enumerate(lines) if "optee_invoke_fn" in line or "optee_smccc_smc" in line]
+    removed = set()
+    for _ in range(rng.randint(1, 6)):
+        i = rng.choice(smc)
+        values = list(_VALUE.finditer(lines[i]))
+        if rng.random() < 0.3 or not values:
+            removed.add(i)
+            continue
+        value = rng.choice(values)
+        lines[i] = f"{lines[i][:value.start()]}{value[1] or ''}{rng.choice(_VALUES)}{lines[i][value.end():]}"
+    edited = [line for i, line in enumerate(lines) if i not in removed]
+    analyse(tmp_path, edited, before, after, ("mainline", "sysinv-v1", "sysinv-v2")[seed % 3])
+
+
 def test_no_optee_cites_tfa_and_driver(tmp_path):
     result = analyse(tmp_path, lines_of(NOBL32), (NOBL32_DMESG,), (NOBL32_TFA,))
     finding, = result.of("SMC070")
     check_finding(finding, "SMC_UNK", "No OPTEE provided by BL2", "api uid mismatch")
     assert {Path(f).name for f, _ in finding.evidence} == {"qemu-misconf-nobl32-dmesg.txt.xz",
                                                            "qemu-misconf-nobl32-tfa-console.log.xz"}
+
+
+def test_foreign_uid_answered_ok(tmp_path):
+    lines = lines_of(KRET)  # a UID whose first word is 0 reads as OK: SMC070 still judges CALLS_UID
+    finding, = analyse(tmp_path, fast_call(lines, 0xBF00FF01, ret={"r0=0x384fb3e0": "r0=0x0"})).of("SMC070")
+    check_finding(finding, "UID 00000000-e7f811e3-af630002-a5d5c51b", "api uid mismatch")
 
 
 # --- pairing ------------------------------------------------------------------------------------------

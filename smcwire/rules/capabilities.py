@@ -72,13 +72,13 @@ class CallBeforeExchange(Check):
         self._suspects: list[tuple[Flow, Where]] = []  # (flow, the CALLS_UID before it) with no exchange between
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
-        file, line = call_where(flow.first)
         if flow.function in (CALLS_UID, EXCHANGE):
+            file, line = call_where(flow.first)
             lines = (self._uids if flow.function == CALLS_UID else self._exchanges).setdefault(file, [])
             lines.append(line)
             del lines[:-self._KEEP]
             self._suspects = [(f, p) for f, _ in self._suspects if (p := self._probe(f)) is not None]
-        elif len(self._suspects) < self._KEEP and (probe := self._probe(flow)) is not None:
+        elif self._uids and len(self._suspects) < self._KEEP and (probe := self._probe(flow)) is not None:
             self._suspects.append((flow, probe))
         return ()
 
@@ -132,21 +132,20 @@ class RegdArgWithoutDynamicShm(Check):
         self._probed: Where | None = None
         self._pending: tuple[Flow, int] | None = None  # the first undecided flow, and how many there were
 
-    def _verdict(self, state: TraceState) -> tuple[bool, str, Where] | None:
-        """(dynamic SHM negotiated?, the evidence in words, its line), or None if unknown."""
-        if state.sec_caps is not None:
-            return bool(state.sec_caps.value & DYNAMIC_SHM), caps_text(state.sec_caps), state.sec_caps.evidence[0]
-        for message in state.messages[self._read:]:
-            if message.what == "initialized" and self._probed is None:
-                self._probed = (message.file, message.line)
-        self._read = len(state.messages)
+    def _verdict(self, state: TraceState) -> tuple[bool, Where] | None:
+        """(dynamic SHM negotiated?, the line that tells), or None if unknown."""
+        caps = state.sec_caps
+        if caps is not None:
+            return bool(caps.value & DYNAMIC_SHM), caps.evidence[0]
+        if len(state.messages) > self._read:
+            for message in state.messages[self._read:]:
+                if message.what == "initialized" and self._probed is None:
+                    self._probed = (message.file, message.line)
+            self._read = len(state.messages)
         if self._probed is None:
             return None
         dmesg = state.capabilities_from_dmesg.get("dynamic_shm")
-        if dmesg is not None:
-            return True, f"the driver said \"dynamic shared memory is enabled\" at {at(dmesg)}", dmesg
-        return False, (f"the driver's probe (\"initialized driver\" at {at(self._probed)}) never said \"dynamic " \
-                      "shared memory is enabled\""), self._probed
+        return (True, dmesg) if dmesg is not None else (False, self._probed)
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         verdict = self._verdict(state)
@@ -154,23 +153,28 @@ class RegdArgWithoutDynamicShm(Check):
             first, count = self._pending or (flow, 0)
             self._pending = (first, count + 1)
             return ()
-        return () if verdict[0] else (self._finding(flow, verdict, 1),)
+        return () if verdict[0] else (self._finding(flow, verdict[1], 1, state),)
 
     def finish(self, state: TraceState) -> Iterable[Finding]:
         verdict = self._verdict(state)
         if self._pending is None or verdict is None or verdict[0]:
             return ()
         flow, count = self._pending
-        return (self._finding(flow, verdict, count),)
+        return (self._finding(flow, verdict[1], count, state),)
 
-    def _finding(self, flow: Flow, verdict: tuple[bool, str, Where], count: int) -> Finding:
+    def _finding(self, flow: Flow, evidence: Where, count: int, state: TraceState) -> Finding:
+        """The finding, with the evidence at line ``evidence`` (the SEC caps, or the driver's probe
+        without "dynamic shared memory is enabled")."""
         where = call_where(flow.first)
         more = f" (and {count - 1} more such calls)" if count > 1 else ""
+        why = caps_text(state.sec_caps) if state.sec_caps is not None else (
+            f"the driver's probe (\"initialized driver\" at {at(evidence)}) never said \"dynamic shared memory is "
+            "enabled\"")
         return self.finding(f"{name(flow)} at {at(where)} by {who(flow)}{more} names registered shared memory, "
-                            f"but dynamic shared memory was not negotiated: {verdict[1]}. Linux registers shared "
+                            f"but dynamic shared memory was not negotiated: {why}. Linux registers shared "
                             "memory, and so uses CALL_WITH_REGD_ARG, only with OPTEE_SMC_SEC_CAP_DYNAMIC_SHM; an "
                             "optee_os without CFG_CORE_DYN_SHM knows no registered cookie and answers EBADADDR "
-                            f"(S8); {answered(flow.first)}.", where, flow, evidence=(verdict[2],))
+                            f"(S8); {answered(flow.first)}.", where, flow, evidence=(evidence,))
 
 
 class NsecCapsUnknownBits(Check):

@@ -44,6 +44,7 @@ class BeginWithoutEnd(Check):
     """An SMC entry without its return (abi.md §7.1: each begin is followed by its end)."""
 
     rule = RULES_BY_ID["SMC001"]
+    traits = frozenset({"unreturned"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         last = flow.last
@@ -69,6 +70,7 @@ class EndWithoutBegin(Check):
     start cutting a call in two (each CPU has its own ring buffer)."""
 
     rule = RULES_BY_ID["SMC002"]
+    traits = frozenset({"unentered"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         first = flow.first
@@ -125,7 +127,9 @@ class NestedEntry(Check):
             if call is None or ret is None or call.ts is None or ret.ts is None or call.cpu != ret.cpu:
                 continue
             span = _Span(call.ts, ret.ts, call.pid, call.task, function, a0, (call.file, call.line), flow.index)
-            spans = self._recent.setdefault((call.file, call.cpu), [])
+            spans = self._recent.get((call.file, call.cpu))
+            if spans is None:
+                spans = self._recent[call.file, call.cpu] = []
             i = bisect_left(spans, (call.ts,))
             for other in (spans[i - 1] if i else None, spans[i] if i < len(spans) else None):
                 if other is not None and other.flow != flow.index and other.start < span.end \

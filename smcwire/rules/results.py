@@ -62,6 +62,7 @@ class NoOptee(Check):
     TF-A console and the driver's log (other files of the capture) can be cited."""
 
     rule = RULES_BY_ID["SMC070"]
+    traits = frozenset({"fast", "not_ok"})  # CALLS_UID is a fast call
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
@@ -115,6 +116,7 @@ class UnexpectedResult(Check):
     """An OP-TEE function's a0 result that is no OPTEE_SMC_RETURN_* value (check 18)."""
 
     rule = RULES_BY_ID["SMC071"]
+    traits = frozenset({"not_ok"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         answer = flow.last.answer
@@ -136,6 +138,7 @@ class ErrorReturn(Check):
     """Every error answer of an OP-TEE function, with the condition that produces it (§7.2)."""
 
     rule = RULES_BY_ID["SMC072"]
+    traits = frozenset({"not_ok"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         last = flow.last

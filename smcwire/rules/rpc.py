@@ -27,6 +27,7 @@ class ResumeWithoutRpc(Check):
     """A flow that starts with RETURN_FROM_RPC: no RPC request of this call precedes the resume."""
 
     rule = RULES_BY_ID["SMC020"]
+    traits = frozenset({"resume", "thread"})  # judges resumes, notes the threads of the other calls
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
@@ -64,6 +65,7 @@ class ResumeThreadMismatch(Check):
     """RETURN_FROM_RPC whose a3 is not the thread id of the RPC it answers (check 5)."""
 
     rule = RULES_BY_ID["SMC021"]
+    traits = frozenset({"resume_altered"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         out = []
@@ -88,6 +90,7 @@ class ResumeInfoNotPreserved(Check):
     FOREIGN_INTR reply must pass a1-a2 back unchanged ("a1-a7 preserved")."""
 
     rule = RULES_BY_ID["SMC022"]
+    traits = frozenset({"resume_altered"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         base = flow.first.call
@@ -123,6 +126,7 @@ class RpcUnanswered(Check):
     """A flow that ends on an RPC request: the normal world never resumed the thread."""
 
     rule = RULES_BY_ID["SMC023"]
+    traits = frozenset({"incomplete"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         answer = flow.last.answer
@@ -145,6 +149,7 @@ class UnknownRpcFunction(Check):
     """An RPC request with an undefined function number (check 18)."""
 
     rule = RULES_BY_ID["SMC024"]
+    traits = frozenset({"rpc_unknown"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         out = []

@@ -37,6 +37,7 @@ class RpcAllocFailed(Check):
     """RPC ALLOC answered with address 0 or a misaligned one."""
 
     rule = RULES_BY_ID["SMC030"]
+    traits = frozenset({"rpc_alloc"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         out = []
@@ -59,6 +60,7 @@ class RpcAllocNoCookie(Check):
     """RPC ALLOC answered with a buffer but cookie 0 in a4:a5."""
 
     rule = RULES_BY_ID["SMC031"]
+    traits = frozenset({"rpc_alloc"})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         out = []
@@ -78,6 +80,7 @@ class ShmNeverFreed(Check):
     no ENABLE_SHM_CACHE, and the allocating call completed with OK."""
 
     rule = RULES_BY_ID["SMC032"]
+    traits = frozenset({"incomplete", "not_ok"})  # a call answered OK leaves OP-TEE no buffer
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
@@ -173,6 +176,7 @@ class ShmDoubleFree(_Anomalies):
     """RPC FREE of a cookie already freed."""
 
     rule = RULES_BY_ID["SMC033"]
+    traits = frozenset({"rpc_free"})  # the anomalies are read when a FREE can show one
     kind = "double_free"
 
     def report(self, cookie: int, where: Where, before: Where | None, flow: Flow | None,
@@ -194,6 +198,7 @@ class ShmUnknownCookie(_Anomalies):
     CALL_WITH_ARG call, which has no preallocated RPC argument."""
 
     rule = RULES_BY_ID["SMC034"]
+    traits = frozenset({"rpc_free", "rpc_shm_cmd"})
     kind = "unknown_free"
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:

@@ -33,6 +33,7 @@ class ThreadsExceeded(Check):
     """More yielding calls in flight than GET_THREAD_COUNT reported."""
 
     rule = RULES_BY_ID["SMC060"]
+    traits = frozenset[str]()  # judged at the end only
 
     def finish(self, state: TraceState) -> Iterable[Finding]:
         count, peak, where = state.thread_count, state.peak_in_flight, state.peak_in_flight_at
@@ -53,6 +54,7 @@ class EthreadLimitStorm(Check):
     """ETHREAD_LIMIT answers over the capture: count, busiest second, longest wait for a thread."""
 
     rule = RULES_BY_ID["SMC061"]
+    traits = frozenset({"ethread_limit"})
     _WINDOW = 64  # seconds of per-second counts kept (flows complete up to a wait later)
 
     def __init__(self, profile: Profile) -> None:
