@@ -14,6 +14,7 @@ import smcwire.sources.prefetch as prefetch
 from smcwire.abi.profiles import get_profile
 from smcwire.pipeline import Analysis, captures
 from smcwire.render.flows import flow_json
+from smcwire.sources import io as sio
 from smcwire.sources.io import Input, expand_inputs
 from smcwire.sources.prefetch import PrefetchReader, ReaderProcessError, can_prefetch, prefetch_worthwhile
 from smcwire.sources.reader import TraceReader
@@ -57,7 +58,7 @@ def test_same_events_and_stats(path):
 
 def test_small_batches_across_files(monkeypatch):
     """Batches that end inside files and files with no events: the same order, every FileStats once."""
-    monkeypatch.setattr(prefetch, "BATCH_EVENTS", 7)  # the forked child inherits it
+    monkeypatch.setattr(sio, "MAX_LINE", 4096)  # lines read in 4 KiB chunks: small batches; the forked child inherits it
     here_events, here, there_events, there = both([KRET, DATA / "consoles", NOBL32])
     assert len(here.stats) > 30 and any(s.event_lines == 0 for s in here.stats)
     assert_same(here_events, here, there_events, there)
@@ -68,7 +69,7 @@ def test_forced_format():
 
 
 def test_file_stats_arrive_before_the_next_files_events(monkeypatch):
-    monkeypatch.setattr(prefetch, "BATCH_EVENTS", 5)
+    monkeypatch.setattr(sio, "MAX_LINE", 4096)
     reader = PrefetchReader(expand_inputs([str(KRET), str(DATA / "consoles")]))
     final = TraceReader(reader.inputs)
     list(final)
@@ -104,10 +105,14 @@ def fail_after(monkeypatch, count, error):
     read = TraceReader.read
 
     def failing(self, inp):
-        for n, event in enumerate(read(self, inp)):
-            if n == count:
+        seen = 0
+        for batch in read(self, inp):
+            if seen + len(batch) > count:
+                if count > seen:
+                    yield batch[: count - seen]
                 raise error
-            yield event
+            seen += len(batch)
+            yield batch
 
     monkeypatch.setattr(TraceReader, "read", failing)
 

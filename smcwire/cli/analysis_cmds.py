@@ -115,20 +115,18 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
     out: list[dict[str, Any]] = []
     for analysis in _analyses(files, profile, extensions, input_format=input_format):
         flows_json: list[dict[str, Any]] = []
-        shown = 0  # analysis.findings up to here came with flows already rendered
         for flow in analysis.flows():
-            mine, shown = analysis.findings[shown:], len(analysis.findings)  # those this flow's end brought
             if not _wanted(flow, number, task, thread, function, since, until):
                 continue
             if fmt == "table":
-                echo(render_flows.flow_text(flow, mine))
+                echo(render_flows.flow_text(flow, analysis.findings_of(flow)))
             elif fmt == "jsonl":
                 echo(json.dumps(render_flows.flow_json(flow)))
             else:
                 flows_json.append(render_flows.flow_json(flow))
         summary = _summary(analysis)
         if fmt == "table":
-            for f in analysis.findings[shown:]:  # the end of the capture's findings (leaks, storms…)
+            for f in analysis.final_findings:  # the capture's own (leaks, storms…); the flows' came inline
                 echo(render_flows.finding_text(f))
             click.echo(_summary_text(summary))
         elif fmt == "json":

@@ -9,7 +9,7 @@ exhausted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +89,8 @@ class Analysis:
     select: frozenset[str] | None = None
     ignore: frozenset[str] = frozenset()
     input_format: str | None = None
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # all, in the order the rules made them
+    final_findings: list[Finding] = field(default_factory=list)  # those only the whole capture shows (leaks…)
     stats: StatsCollector | None = None  # set one to collect statistics as flows complete
     files: list[FileStats] = field(default_factory=list)
     state: TraceState | None = None
@@ -98,6 +99,7 @@ class Analysis:
     # read and parse in a child process, overlapping the tracking (same results): None decides by
     # the inputs' size and the free cores, True wherever it can (not stdin, platforms that fork)
     prefetch: bool | None = None
+    _of_flow: dict[int, list[Finding]] = field(default_factory=dict, repr=False)  # the findings of recent flows
 
     def flows(self) -> Iterator[Flow]:
         """Completed flows, in the order they complete, with their findings attached."""
@@ -108,27 +110,38 @@ class Analysis:
         tracker = Tracker(self.capture.name, Decoder(self.profile))
         self.state = tracker.state
         engine = RuleEngine(tracker.state, self.profile, self.select, self.ignore)
-        events: Iterable[Event] = reader
-        if len(self.capture.inputs) > 1:
-            replays = Replays()
+        replays = Replays() if len(inputs) > 1 else None
+        if replays is not None:
             self.replays = replays.found
-            events = (e for e in reader if replays.keep(e))
         feed = tracker.feed
-        for event in events:
-            for flow in feed(event):
-                yield self._done(flow, engine)
-        for flow in tracker.finish():
-            yield self._done(flow, engine)
-        self.findings.extend(engine.finish())
+        for batch in reader.batches():  # a batch at a time: each stage's code stays hot in the caches
+            completed: list[Flow] = []
+            for event in batch:
+                if replays is None or replays.keep(event):
+                    flows = feed(event)
+                    if flows:
+                        completed += flows
+            yield from self._done(completed, engine)
+        yield from self._done(tracker.finish(), engine)
+        self.final_findings = engine.finish()
+        self.findings.extend(self.final_findings)
         self.not_run = engine.not_run()
 
-    def _done(self, flow: Flow, engine: RuleEngine) -> Flow:
-        found = engine.on_flow(flow)
-        if found:
-            self.findings.extend(found)
-        if self.stats is not None:
-            self.stats.add(flow)
-        return flow
+    def _done(self, flows: Sequence[Flow], engine: RuleEngine) -> Sequence[Flow]:
+        """Runs the rules over completed flows (a batch at a time, as the tracker does)."""
+        self._of_flow.clear()
+        for flow in flows:
+            found = engine.on_flow(flow)
+            if found:
+                self.findings.extend(found)
+                self._of_flow[flow.index] = found
+            if self.stats is not None:
+                self.stats.add(flow)
+        return flows
+
+    def findings_of(self, flow: Flow) -> list[Finding]:
+        """The findings the rules made when ``flow`` completed (ask while it is the flow at hand)."""
+        return self._of_flow.get(flow.index, [])
 
     def run(self) -> None:
         """Analyse without keeping the flows (findings, state and statistics only)."""

@@ -4,8 +4,8 @@ Parsing a large trace and tracking its flows each keep a core busy. ``PrefetchRe
 child that runs a ``TraceReader`` and streams what it produces through a ``multiprocessing.Pipe``,
 each message one pickle (protocol 5), in order:
 
-- batches of events (lists of ``BATCH_EVENTS``; the pipe blocks the child when the parent lags, so
-  few batches are ever in flight);
+- batches of events, as ``TraceReader.batches`` gives them (the events of a chunk of lines of one
+  file; the pipe blocks the child when the parent lags, so few batches are ever in flight);
 - the final ``FileStats`` of every file, once the file is read (one that could not be read carries
   its ``error``, recorded by the reader as in one process);
 - the end, or the exception that stopped the child, raised again in the parent.
@@ -31,7 +31,6 @@ from .reader import TraceReader
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-BATCH_EVENTS = 2000
 MIN_PREFETCH_BYTES = 4 << 20  # below this on disk, forking costs more than the overlap saves
 
 # message kinds: (kind, payload)
@@ -77,12 +76,12 @@ def _cores() -> int:
 class PrefetchReader(TraceReader):
     """A ``TraceReader`` whose reading and parsing run in a forked child process.
 
-    Iterating yields the same events in the same order; ``stats`` gets each file's ``FileStats``
+    Iterating (or ``batches``) yields the same events in the same order; ``stats`` gets each file's ``FileStats``
     once the child has read the file. Stopping early (closing the iterator, an exception,
     KeyboardInterrupt) terminates and reaps the child. Inputs must pass ``can_prefetch``.
     """
 
-    def __iter__(self) -> Iterator[Event]:
+    def batches(self) -> Iterator[list[Event]]:
         import multiprocessing
 
         context = multiprocessing.get_context("fork")
@@ -100,7 +99,7 @@ class PrefetchReader(TraceReader):
                     child.join()
                     raise ReaderProcessError(f"the reader process died (exit code {child.exitcode})") from None
                 if kind == _EVENTS:
-                    yield from payload
+                    yield payload
                 elif kind == _FILES:
                     self.stats.extend(payload)
                 elif kind == _END:
@@ -143,24 +142,15 @@ def _messages(reader: TraceReader) -> Iterator[tuple[int, object]]:
     the file, so the ones before the last are complete; all are once the reader stops."""
     stats = reader.stats
     sent = 0  # FileStats sent so far
-    batch: list[Event] = []
     failure: Exception | None = None
     try:
-        for event in reader:
-            if len(stats) > sent + 1:  # this event starts a new file: the previous ones are complete
-                if batch:
-                    yield _EVENTS, batch
-                    batch = []
+        for batch in reader.batches():  # a batch holds the events of one file
+            if len(stats) > sent + 1:  # this batch starts a new file: the previous ones are complete
                 yield _FILES, stats[sent:-1]
                 sent = len(stats) - 1
-            batch.append(event)
-            if len(batch) == BATCH_EVENTS:
-                yield _EVENTS, batch
-                batch = []
+            yield _EVENTS, batch
     except Exception as e:  # the events before it and the FileStats still go first, as in one process
         failure = e
-    if batch:
-        yield _EVENTS, batch
     yield _FILES, stats[sent:]
     yield (_END, None) if failure is None else (_FAILED, _portable(failure))
 

@@ -60,6 +60,11 @@ class TraceReader:
         return cls(expand_inputs(names), input_format)
 
     def __iter__(self) -> Iterator[Event]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[Event]]:
+        """The events in lists, in order: what one batch of lines of one file held (none empty)."""
         for inp in self.inputs:
             try:
                 yield from self.read(inp)
@@ -73,7 +78,7 @@ class TraceReader:
         """One line per input that could not be read to its end."""
         return [s.error for s in self.stats if s.error]
 
-    def read(self, inp: Input) -> Iterator[Event]:
+    def read(self, inp: Input) -> Iterator[list[Event]]:
         stats = FileStats(inp.name)
         self.stats.append(stats)
         stream, stats.compression, _ = inp.open()
@@ -94,10 +99,15 @@ class TraceReader:
             # its foreign lines that do not start like a trace line (ftrace pads the task to 16
             # columns, so its lines start with a blank) are offered to every family.
             console = ConsoleParser(inp.name) if self.input_format is None and parser.name != CONSOLE else None
-            by_type: Counter[type] = Counter()  # events counted by type in the loop, by kind at the end
+            by_type: Counter[type] = Counter()  # events given out, by type (by kind at the end)
+            events: list[Event] = []  # of the batch of lines being read
             lineno = foreign = event_lines = binary = 0
             try:
                 for batch in chain(read_ahead, batches):
+                    if events:
+                        by_type.update(map(type, events))
+                        yield events
+                        events = []
                     if type(batch) is LineTooLong:
                         lineno += 1
                         stats.malformed_line(lineno, f"line of {batch.length} bytes is too long (limit {io.MAX_LINE})")
@@ -116,12 +126,11 @@ class TraceReader:
                             stats.malformed_line(lineno, out.reason)  # type: ignore[union-attr]
                             continue
                         event_lines += 1
-                        for event in out:
-                            by_type[type(event)] += 1
-                            yield event  # type: ignore[misc]
-                for event in (*parser.finish(), *(console.finish() if console is not None else ())):
-                    by_type[type(event)] += 1
-                    yield event
+                        events += out  # type: ignore[arg-type]
+                events += (*parser.finish(), *(console.finish() if console is not None else ()))
+                if events:
+                    by_type.update(map(type, events))
+                    yield events
             finally:
                 stats.lines, stats.foreign, stats.event_lines, stats.binary_lines = lineno, foreign, event_lines, binary
                 for cls, n in by_type.items():
