@@ -121,7 +121,7 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
             if fmt == "table":
                 echo(render_flows.flow_text(flow, analysis.findings_of(flow)))
             elif fmt == "jsonl":
-                echo(json.dumps(render_flows.flow_json(flow)))
+                echo(render_flows.flow_jsonl(flow))
             else:
                 flows_json.append(render_flows.flow_json(flow))
         summary = _summary(analysis)
