@@ -34,7 +34,7 @@ def timed(argv: list[str]) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MB) and stdout's first line of one process."""
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)

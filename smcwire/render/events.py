@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tabulate import tabulate
-
 from ..codec.decode import Decoder
 from ..model.events import Event, RegisterDump, SmcCall, SmcReturn
 from ..sources.reader import FileStats
+from .text import tabulate
 
 
 def event_json(event: Event) -> dict[str, Any]:

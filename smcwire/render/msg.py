@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tabulate import tabulate
-
 from ..codec.msg import HEADER_FIELDS, MsgArg, MsgParam, open_session_meta
+from .text import tabulate
 
 _TYPE_PREFIX = "OPTEE_MSG_ATTR_TYPE_"
 
