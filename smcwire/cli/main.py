@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 
@@ -34,6 +35,10 @@ for _command in (abi_cmds.decode, abi_cmds.encode, abi_cmds.functions, abi_cmds.
 
 
 def main() -> None:
+    # A trace makes millions of short-lived containers (events, steps, flows) and almost no
+    # reference cycles: collecting the young generation every 100,000 allocations instead of
+    # every 700 takes a tenth off `analyze`, and the little cyclic garbage stays bounded.
+    gc.set_threshold(100_000, 50, 100)
     _block_buffered_stdout()
     cli(prog_name="smcwire")
 
