@@ -137,3 +137,28 @@ def test_a_return_probe_stands_in_for_a_missing_tracepoint_end(tmp_path):
     lines = lzma.decompress((ROOT / "traces/qemu-dbg-kretprobe/ftrace.txt.xz").read_bytes()).decode().splitlines()
     assert "optee_invoke_fn_end" in lines[43] and "optee_smccc_smc_ret" in lines[42]
     assert _check(tmp_path, lines[:43] + lines[44:]) == []  # line 44 removed; the kretprobe at line 43 remains
+
+
+def test_analyze_json_of_several_captures_streams_one_document():
+    result = run("analyze", KRET, NOBL32, "--format", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert [c["capture"] for c in data["captures"]] == [KRET, NOBL32]
+    jsonl = [json.loads(x) for x in run("analyze", KRET, NOBL32, "--format", "jsonl").stdout.splitlines()]
+    assert [f for c in data["captures"] for f in c["flows"]] == jsonl
+    assert any(f["rule"] == "SMC070" for f in data["captures"][1]["findings"])
+
+
+@pytest.mark.parametrize("command", ["analyze", "check", "stats", "explain"])
+def test_a_file_cut_short_is_reported_and_exits_2(tmp_path, command):
+    """ftrace.txt.xz of the kretprobe capture cut to 3000 bytes: its first 418 lines decompress."""
+    cut = tmp_path / "cut.txt.xz"
+    cut.write_bytes((Path(KRET) / "ftrace.txt.xz").read_bytes()[:3000])
+    result = run(command, str(cut), "--format", "json")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert f"{cut}: cannot read: Compressed file ended" in result.stderr and "(after line 418)" in result.stderr
+    json.loads(result.stdout)  # what could be read is still reported, as a whole document
+    if command == "check":
+        files = json.loads(result.stdout)["summary"]["captures"][0]["files"]
+        assert files[0]["lines"] == 418 and "cannot read" in files[0]["error"]

@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
-from tabulate import tabulate
 
 from ..explain.stats import StatsCollector, stats_text
 from ..flows.model import Finding, Flow
 from ..pipeline import Analysis, captures
 from ..render import flows as render_flows
+from ..render.text import tabulate
 from ..rules.catalog import RULES
-from .common import EXIT_FINDINGS, echo, emit, format_option, profile_options, resolve_profile
+from .common import EXIT_FINDINGS, InputFailure, echo, emit, format_option, profile_options, resolve_profile
 
 SEVERITIES = ("info", "warning", "error")
 
@@ -50,7 +50,7 @@ def _summary(analysis: Analysis) -> dict[str, Any]:
         "thread_count": state.thread_count.value if state.thread_count else None,
         "ethread_limit": state.ethread_limit, "lost_markers": len(state.lost), "replays": analysis.replays,
         "files": [{"file": s.file, "format": s.format, "lines": s.lines, "event_lines": s.event_lines,
-                   "foreign": s.foreign, "malformed": s.malformed} for s in analysis.files],
+                   "foreign": s.foreign, "malformed": s.malformed, "error": s.error} for s in analysis.files],
     }
 
 
@@ -64,7 +64,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
                  f" ETHREAD_LIMIT answers {summary['ethread_limit']}, lost-event markers {summary['lost_markers']}")
     for f in summary["files"]:
         lines.append(f"   {f['file']}: {f['format']}, {f['lines']} lines: {f['event_lines']} in events, "
-                     f"{f['foreign']} foreign, {f['malformed']} malformed")
+                     f"{f['foreign']} foreign, {f['malformed']} malformed"
+                     + (f"; could not be read further ({f['error']})" if f["error"] else ""))
     lines.extend(f"   {replay}" for replay in summary["replays"])
     missing: dict[str, list[str]] = {}
     for item in summary["not_run"]:
@@ -74,6 +75,17 @@ def _summary_text(summary: dict[str, Any]) -> str:
     if any("SMC entry" in why for why in missing):
         lines.append("   (`smcwire tracing-setup` prints the kprobe and kretprobe commands that record them)")
     return "\n".join(lines)
+
+
+def _unreadable(analysis: Analysis) -> list[str]:
+    """The capture's files that could not be read to their end, one line each."""
+    return [f"{s.error} (after line {s.lines})" for s in analysis.files if s.error]
+
+
+def _fail_if(unreadable: list[str]) -> None:
+    """Exit 2, once the results of what could be read are out, if a file could not be read."""
+    if unreadable:
+        raise InputFailure("; ".join(unreadable))
 
 
 def _wanted(flow: Flow, number: int | None, task: str | None, thread: int | None, function: str | None,
@@ -112,30 +124,36 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
       smcwire analyze capture-dir/ --function CALL_WITH_REGD_ARG
       smcwire analyze trace.txt --format jsonl > flows.jsonl
     """
-    out: list[dict[str, Any]] = []
-    for analysis in _analyses(files, profile, extensions, input_format=input_format):
-        flows_json: list[dict[str, Any]] = []
+    # --format json streams its one document too: a flow a line, as flows complete
+    if fmt == "json":
+        echo(f'{{"schema": {render_flows.SCHEMA}, "captures": [')
+    unreadable: list[str] = []
+    for n, analysis in enumerate(_analyses(files, profile, extensions, input_format=input_format)):
+        if fmt == "json":
+            echo(f'{"," if n else ""}{{"capture": {json.dumps(analysis.capture.name)}, "flows": [')
+        shown = 0
         for flow in analysis.flows():
             if not _wanted(flow, number, task, thread, function, since, until):
                 continue
             if fmt == "table":
                 echo(render_flows.flow_text(flow, analysis.findings_of(flow)))
-            elif fmt == "jsonl":
-                echo(render_flows.flow_jsonl(flow))
             else:
-                flows_json.append(render_flows.flow_json(flow))
+                echo(("," if shown and fmt == "json" else "") + render_flows.flow_jsonl(flow))
+            shown += 1
         summary = _summary(analysis)
+        unreadable += _unreadable(analysis)
         if fmt == "table":
             for f in analysis.final_findings:  # the capture's own (leaks, storms…); the flows' came inline
                 echo(render_flows.finding_text(f))
             click.echo(_summary_text(summary))
         elif fmt == "json":
-            out.append({"capture": analysis.capture.name, "flows": flows_json,
-                        "findings": [render_flows.finding_json(f) for f in analysis.findings], "summary": summary})
+            echo(f'], "findings": {json.dumps([render_flows.finding_json(f) for f in analysis.findings])}, '
+                 f'"summary": {json.dumps(summary)}}}')
         else:
             click.echo(_summary_text(summary), err=True)
     if fmt == "json":
-        emit({"schema": render_flows.SCHEMA, "captures": out})
+        echo("]}")
+    _fail_if(unreadable)
 
 
 @click.command()
@@ -162,8 +180,10 @@ def check(files: tuple[str, ...], input_format: str | None, fail_on: str, select
     failed = False
     all_findings: list[Finding] = []
     summaries = []
+    unreadable: list[str] = []
     for analysis in _analyses(files, profile, extensions, select, ignore, input_format):
         analysis.run()
+        unreadable += _unreadable(analysis)
         all_findings.extend(analysis.findings)
         summaries.append(_summary(analysis))
         failed |= any(SEVERITIES.index(f.severity) >= threshold for f in analysis.findings)
@@ -180,6 +200,7 @@ def check(files: tuple[str, ...], input_format: str | None, fail_on: str, select
               "summary": {"by_severity": dict(by_sev),
                           "by_rule": dict(sorted(Counter(f.rule for f in all_findings).items())),
                           "not_run": [n for s in summaries for n in s["not_run"]], "captures": summaries}})
+    _fail_if(unreadable)
     if failed:
         sys.exit(EXIT_FINDINGS)
 
@@ -198,9 +219,11 @@ def stats(files: tuple[str, ...], input_format: str | None, profile: str, extens
       smcwire stats capture-dir/ --format json
     """
     results = []
+    unreadable: list[str] = []
     for analysis in _analyses(files, profile, extensions, input_format=input_format):
         analysis.stats = collector = StatsCollector()
         analysis.run()
+        unreadable += _unreadable(analysis)
         assert analysis.state is not None
         result = {"capture": analysis.capture.name, **collector.result(analysis.state)}
         results.append(result)
@@ -208,6 +231,7 @@ def stats(files: tuple[str, ...], input_format: str | None, profile: str, extens
             click.echo(f"== {analysis.capture.name}\n{stats_text(result)}")
     if fmt == "json":
         emit(results)
+    _fail_if(unreadable)
 
 
 @click.command()
@@ -226,8 +250,10 @@ def explain(files: tuple[str, ...], input_format: str | None, profile: str, exte
       smcwire explain dmesg.txt --format json
     """
     results: list[dict[str, Any]] = []
+    unreadable: list[str] = []
     for analysis in _analyses(files, profile, extensions, input_format=input_format):
         analysis.run()
+        unreadable += _unreadable(analysis)
         for feature in analysis.features():
             item: dict[str, Any] = {"capture": analysis.capture.name, "feature": feature.feature,
                                     "active": feature.active,
@@ -242,6 +268,7 @@ def explain(files: tuple[str, ...], input_format: str | None, profile: str, exte
                        + tabulate(rows, ("feature", "active", "value", "why"), maxcolwidths=[None, None, None, 90]))
     if fmt == "json":
         emit(results)
+    _fail_if(unreadable)
 
 
 @click.command()
