@@ -12,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smcwire.codec.decode import decoder
-from smcwire.explain.stats import Histogram, StatsCollector, stats_text
+from smcwire.explain.stats import Histogram, StatsCollector
 from smcwire.flows.tracker import Tracker
 from smcwire.model.events import SmcCall, SmcReturn
+from smcwire.render.stats import stats_text
 from smcwire.sources.reader import TraceReader
 
 ROOT = Path(__file__).parent.parent

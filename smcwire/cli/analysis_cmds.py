@@ -10,10 +10,11 @@ from typing import Any
 
 import click
 
-from ..explain.stats import StatsCollector, stats_text
+from ..explain.stats import StatsCollector
 from ..flows.model import Finding, Flow
 from ..pipeline import Analysis, captures
 from ..render import flows as render_flows
+from ..render.stats import stats_text
 from ..render.text import tabulate
 from ..rules.catalog import RULES
 from .common import EXIT_FINDINGS, InputFailure, echo, emit, format_option, profile_options, resolve_profile

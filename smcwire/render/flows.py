@@ -33,22 +33,25 @@ def _dur(ns: int | None) -> str:
 def flow_jsonl(flow: Flow) -> str:
     """The flow as one line of JSON (``json.dumps`` of ``flow_json``, byte for byte), written with
     f-strings: twice as fast as building the dict and encoding it, and flows are the bulk of
-    ``analyze``'s output. Decoded fields dicts are shared by the flows that repeat a register set
-    (the decoder's memo), so their JSON is made once."""
+    ``analyze``'s output. Strings repeat (names, tasks, files) and decoded fields dicts are shared
+    by the flows that repeat a register set (the decoder's memo), so their JSON is made once."""
+    text = _STRINGS
     result = flow.result
     first = flow.steps[0].decoded
-    start, end = flow.start, flow.end
+    start, end, a0, pid, thread = flow.start, flow.end, flow.a0, flow.pid, flow.thread
+    status = result.status if result is not None else None
     return (
-        f'{{"index": {flow.index}, "capture": {_str(flow.capture)}, "file": {_str(flow.file)}, '
-        f'"first_line": {flow.first_line}, "last_line": {flow.last_line}, "function": {_str(flow.function)}, '
-        f'"a0": {_int(flow.a0)}, "fields": {_dict(first.fields) if first is not None else "{}"}, '
-        f'"start": {_int(start)}, "end": {_int(end)}, '
-        f'"duration": {_int(end - start if start is not None and end is not None else None)}, '
-        f'"secure_ns": {flow.secure_ns}, "normal_ns": {flow.normal_ns}, "task": {_str(flow.task)}, '
-        f'"pid": {_int(flow.pid)}, "cpu": [{", ".join(map(str, flow.cpus))}], "key": {_str(flow.key)}, '
-        f'"thread": {_int(flow.thread)}, "rpcs": [{", ".join(map(_rpc_jsonl, flow.rpcs))}], '
-        f'"retries": {flow.retries}, "result": {_str(result.status_name if result is not None else None)}, '
-        f'"status": {_int(result.status if result is not None else None)}, "incomplete": {_str(flow.incomplete)}, '
+        f'{{"index": {flow.index}, "capture": {text[flow.capture]}, "file": {text[flow.file]}, '
+        f'"first_line": {flow.first_line}, "last_line": {flow.last_line}, "function": {text[flow.function]}, '
+        f'"a0": {"null" if a0 is None else a0}, "fields": {_dict(first.fields) if first is not None else "{}"}, '
+        f'"start": {"null" if start is None else start}, "end": {"null" if end is None else end}, '
+        f'"duration": {end - start if start is not None and end is not None else "null"}, '
+        f'"secure_ns": {flow.secure_ns}, "normal_ns": {flow.normal_ns}, "task": {text[flow.task]}, '
+        f'"pid": {"null" if pid is None else pid}, "cpu": [{", ".join(map(str, flow.cpus))}], '
+        f'"key": {text[flow.key]}, "thread": {"null" if thread is None else thread}, '
+        f'"rpcs": [{", ".join(map(_rpc_jsonl, flow.rpcs)) if flow.rpcs else ""}], "retries": {flow.retries}, '
+        f'"result": {text[result.status_name if result is not None else None]}, '
+        f'"status": {"null" if status is None else status}, "incomplete": {text[flow.incomplete]}, '
         f'"findings": {json.dumps(flow.findings) if flow.findings else "[]"}, "steps": {len(flow.steps)}, '
         f'"console": {json.dumps([_console(m) for m in flow.console]) if flow.console else "[]"}}}')
 
@@ -60,26 +63,20 @@ def flow_json(flow: Flow) -> dict[str, Any]:
 
 
 def _rpc_jsonl(trip: RpcTrip) -> str:
-    request, reply = trip.request.ret, trip.reply
-    return (f'{{"function": {_str(trip.function)}, "func": {trip.func}, '
-            f'"line": {_int(request.line if request is not None else None)}, "thread": {_int(trip.thread)}, '
+    request, reply, thread, normal = trip.request.ret, trip.reply, trip.thread, trip.normal_ns
+    return (f'{{"function": {_STRINGS[trip.function]}, "func": {trip.func}, '
+            f'"line": {"null" if request is None else request.line}, '
+            f'"thread": {"null" if thread is None else thread}, '
             f'"fields": {_dict(trip.fields)}, "reply_fields": {_dict(trip.reply_fields)}, '
-            f'"reply_line": {_int(reply.line if reply is not None else None)}, "normal_ns": {_int(trip.normal_ns)}}}')
+            f'"reply_line": {"null" if reply is None else reply.line}, '
+            f'"normal_ns": {"null" if normal is None else normal}}}')
 
 
 def _console(m: OpteeMessage) -> dict[str, Any]:
     return {"file": m.file, "line": m.line, "level": m.level, "text": m.text}
 
 
-def _int(value: int | None) -> str:
-    return "null" if value is None else str(value)
-
-
-_STRINGS: Memo[str | None, str] = Memo(json.dumps)  # names, tasks, files, keys: few, repeated
-
-
-def _str(value: str | None) -> str:
-    return _STRINGS[value]
+_STRINGS: Memo[str | None, str] = Memo(json.dumps)  # JSON of names, tasks, files, keys: few, repeated
 
 
 _DICTS: dict[int, tuple[dict[str, int], str]] = {}  # id -> (the dict, kept alive so the id stays its own; JSON)
