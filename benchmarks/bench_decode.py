@@ -2,7 +2,10 @@
 
 The mix is the call/return pairs of the shipped real kretprobe capture (OP-TEE 4.10, Linux 6.1:
 yielding calls with their RPC round trips, fast calls, async notifications), repeated to the
-requested count. Each pair is two decodes: the call and the return answering it.
+requested count. Each pair is two decodes: the call and the return answering it. The decoder
+remembers whole decodes by register values (a real trace repeats a few hundred register sets), so
+the repeated mix mostly hits that memo; the same mix is also timed with every set decoded anew
+(the decoder's memo bypassed), the cost of a trace whose register sets never repeat.
 
 Baseline, timed in the same run: the Construct parse of the same call registers with the
 function's layout (what a decoder that re-ran Construct per call would cost). The figure of
@@ -56,6 +59,10 @@ def main() -> None:
         d.ret(d.call(call_regs), ret_regs)
     fast = time.perf_counter() - t0
     rate = 2 * len(pairs) / fast
+    t0 = time.perf_counter()
+    for call_regs, ret_regs in pairs:
+        d._ret(d._call(call_regs, None), ret_regs)  # the memo bypassed: every set decoded anew
+    cold_rate = 2 * len(pairs) / (time.perf_counter() - t0)
 
     sample = pairs[: max(1, len(pairs) // 50)]
     layouts = [(d.call(c).layout.struct, pack(c)) for c, _ in sample]
@@ -65,9 +72,11 @@ def main() -> None:
     base_rate = len(layouts) / (time.perf_counter() - t0)
 
     print(f"mix: {len(mix)} real call/return pairs from {TRACE.name}, {2 * len(pairs):,} register sets")
-    print(f"smcwire decode:       {rate:12,.0f} register sets/s  ({fast:.2f} s)")
+    print(f"smcwire decode:       {rate:12,.0f} register sets/s  ({fast:.2f} s; repeated sets come from the memo)")
+    print(f"  every set anew:     {cold_rate:12,.0f} register sets/s  (the memo bypassed)")
     print(f"construct parse only: {base_rate:12,.0f} register sets/s  (baseline, calls only)")
-    print(f"ratio: {rate / base_rate:.1f}x the baseline; target 500,000/s: {'met' if rate >= 500_000 else 'NOT met'}")
+    print(f"ratio: {rate / base_rate:.1f}x the baseline ({cold_rate / base_rate:.1f}x with every set anew); "
+          f"target 500,000/s: {'met' if min(rate, cold_rate) >= 500_000 else 'NOT met'}")
 
 
 if __name__ == "__main__":
