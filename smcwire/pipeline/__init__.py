@@ -9,7 +9,7 @@ exhausted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from ..rules.catalog import Rule
 from ..rules.engine import RuleEngine
 from ..sources.io import Input, expand_inputs
 from ..sources.prefetch import PrefetchReader, can_prefetch, prefetch_worthwhile
-from ..sources.reader import FileStats, TraceReader
+from ..sources.reader import FileStats, Progress, TraceReader
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ class Analysis:
     # read and parse in a child process, overlapping the tracking (same results): None decides by
     # the inputs' size and the free cores, True wherever it can (not stdin, platforms that fork)
     prefetch: bool | None = None
+    on_progress: Callable[[Progress], None] | None = None  # called after each batch of lines, e.g. for a bar
     _of_flow: dict[int, list[Finding]] = field(default_factory=dict, repr=False)  # the findings of recent flows
 
     def flows(self) -> Iterator[Flow]:
@@ -114,7 +115,10 @@ class Analysis:
         if replays is not None:
             self.replays = replays.found
         feed = tracker.feed
+        on_progress = self.on_progress
         for batch in reader.batches():  # a batch at a time: each stage's code stays hot in the caches
+            if on_progress is not None:
+                on_progress(reader.progress)
             completed: list[Flow] = []
             for event in batch:
                 if replays is None or replays.keep(event):

@@ -12,9 +12,12 @@ import io
 import lzma
 import os
 import re
+import select
+import stat
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -34,26 +37,36 @@ class InputFileError(OSError):
     """An input that cannot be opened or decompressed; the message names the file."""
 
 
+class Opened(NamedTuple):
+    """An input opened for reading."""
+
+    stream: BinaryIO  # the decompressed bytes
+    compression: str | None
+    size: int | None  # on disk; None for stdin
+    disk: BinaryIO  # the file as stored: its tell() is how far reading has got, for progress
+
+
 @dataclass(frozen=True)
 class Input:
-    """One input: its display name (the path, or ``<stdin>``) and how to open it."""
+    """One input: its display name (the path, or ``<stdin>``) and how to open it. ``until`` set,
+    the input is followed as it grows (``tail -f``, ``trace_pipe``) until that event is set."""
 
     name: str
     path: Path | None  # None for stdin
+    until: threading.Event | None = field(default=None, compare=False)
 
-    def open(self) -> tuple[BinaryIO, str | None, int | None]:
-        """The decompressed byte stream, the compression name (or None) and the on-disk size."""
+    def open(self) -> Opened:
         try:
             raw: BinaryIO = sys.stdin.buffer if self.path is None else open(self.path, "rb")  # noqa: SIM115
         except OSError as e:
             raise InputFileError(f"{self.name}: cannot open: {e.strerror}") from None
         size = os.fstat(raw.fileno()).st_size if self.path is not None else None
         buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
-        head = buffered.peek(8)[:8]
+        head = buffered.peek(8)[:8] if self.until is None else b""  # a followed input may not have 8 bytes yet
         for magic, kind in _MAGIC:
             if head.startswith(magic):
-                return _decompress(buffered, kind, self.name), kind, size
-        return buffered, None, size
+                return Opened(_decompress(buffered, kind, self.name), kind, size, buffered)
+        return Opened(buffered, None, size, buffered)
 
 
 def _decompress(stream: BinaryIO, kind: str, name: str) -> BinaryIO:
@@ -104,12 +117,16 @@ _LONE_CR = re.compile(rb"\r(?![\r\n])")
 _BATCH = 4096  # lines per batch of a CR-only file
 
 
-def read_lines(stream: BinaryIO, name: str) -> Iterator[Batch | LineTooLong]:
+def read_lines(stream: BinaryIO, name: str, until: threading.Event | None = None) -> Iterator[Batch | LineTooLong]:
     """Raw lines without their ending, in batches. Lines end at ``\n`` (as ``grep -n`` counts
     them; ``\r``s before it are dropped) or, in a file whose start shows lone ``\r`` line ends
     (old Mac-style and CR-only serial captures), at a lone ``\r`` too. A line over ``MAX_LINE``
-    bytes is skipped to its end and given as ``LineTooLong``, between batches."""
+    bytes is skipped to its end and given as ``LineTooLong``, between batches. With ``until``, the
+    stream is followed as it grows, each batch what one read found, until ``until`` is set."""
     try:
+        if until is not None:
+            yield from _followed_batches(stream, until)
+            return
         head = stream.peek(_READ)[:_READ - 1] if hasattr(stream, "peek") else b""
         yield from _cr_batches(stream) if _LONE_CR.search(head) else _lf_batches(stream)
     except (OSError, EOFError, lzma.LZMAError, ValueError) as e:  # corrupt compressed data
@@ -151,6 +168,35 @@ def _lf_batches(stream: BinaryIO) -> Iterator[Batch | LineTooLong]:
     if long:
         yield LineTooLong(long)
     elif pending:
+        yield _batch([pending.rstrip(b"\r")], pending)
+
+
+FOLLOW_POLL = 0.2  # seconds between looks at a followed input that has nothing new
+
+
+def _followed_batches(stream: BinaryIO, until: threading.Event) -> Iterator[Batch | LineTooLong]:
+    """The complete lines of each read of a growing file or a pipe (``trace_pipe`` blocks until it
+    has data: ``select`` waits for it, so that ``until`` is seen within ``FOLLOW_POLL``)."""
+    fd = stream.fileno()
+    regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    pending = b""
+    while not until.is_set():
+        if not regular and not select.select([fd], [], [], FOLLOW_POLL)[0]:
+            continue
+        chunk = os.read(fd, MAX_LINE)
+        if not chunk:
+            if not regular:
+                break  # the writer closed the pipe
+            until.wait(FOLLOW_POLL)
+            continue
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        if len(pending) >= MAX_LINE:
+            yield LineTooLong(len(pending))
+            pending = b""
+        if lines:
+            yield _batch([line.rstrip(b"\r") for line in lines], chunk)
+    if pending:
         yield _batch([pending.rstrip(b"\r")], pending)
 
 

@@ -5,7 +5,8 @@ child that runs a ``TraceReader`` and streams what it produces through a ``multi
 each message one pickle (protocol 5), in order:
 
 - batches of events, as ``TraceReader.batches`` gives them (the events of a chunk of lines of one
-  file; the pipe blocks the child when the parent lags, so few batches are ever in flight);
+  file; the pipe blocks the child when the parent lags, so few batches are ever in flight), each
+  with the reader's ``Progress`` after it;
 - the final ``FileStats`` of every file, once the file is read (one that could not be read carries
   its ``error``, recorded by the reader as in one process);
 - the end, or the exception that stopped the child, raised again in the parent.
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 MIN_PREFETCH_BYTES = 4 << 20  # below this on disk, forking costs more than the overlap saves
 
 # message kinds: (kind, payload)
-_EVENTS = 0  # list[Event]
+_EVENTS = 0  # (list[Event], the reader's Progress after them)
 _FILES = 1  # list[FileStats] of files read to their end (or to their error)
 _END = 2  # None: every event and FileStats has been sent
 _FAILED = 3  # the exception that stopped the child
@@ -45,10 +46,11 @@ class ReaderProcessError(RuntimeError):
 
 
 def can_prefetch(inputs: Iterable[Input]) -> bool:
-    """Whether ``PrefetchReader`` can read these inputs: the platform forks and none is stdin."""
+    """Whether ``PrefetchReader`` can read these inputs: the platform forks, none is stdin or followed."""
     import multiprocessing
 
-    return "fork" in multiprocessing.get_all_start_methods() and all(i.path is not None for i in inputs)
+    return "fork" in multiprocessing.get_all_start_methods() and all(
+        i.path is not None and i.until is None for i in inputs)
 
 
 def prefetch_worthwhile(inputs: Iterable[Input]) -> bool:
@@ -99,7 +101,8 @@ class PrefetchReader(TraceReader):
                     child.join()
                     raise ReaderProcessError(f"the reader process died (exit code {child.exitcode})") from None
                 if kind == _EVENTS:
-                    yield payload
+                    batch, self.progress = payload
+                    yield batch
                 elif kind == _FILES:
                     self.stats.extend(payload)
                 elif kind == _END:
@@ -148,7 +151,7 @@ def _messages(reader: TraceReader) -> Iterator[tuple[int, object]]:
             if len(stats) > sent + 1:  # this batch starts a new file: the previous ones are complete
                 yield _FILES, stats[sent:-1]
                 sent = len(stats) - 1
-            yield _EVENTS, batch
+            yield _EVENTS, (batch, reader.progress)
     except Exception as e:  # the events before it and the FileStats still go first, as in one process
         failure = e
     yield _FILES, stats[sent:]

@@ -12,12 +12,21 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import BinaryIO
 
 from ..model.events import KIND_OF, Event
 from . import io
 from .base import Malformed
 from .formats import CONSOLE, ConsoleParser, choose
-from .io import Batch, Input, InputFileError, LineTooLong, expand_inputs, read_lines
+from .io import (
+    Batch,
+    Input,
+    InputFileError,
+    LineTooLong,
+    Opened,
+    expand_inputs,
+    read_lines,
+)
 
 MAX_DIAGNOSTICS = 20
 SNIFF_LINES = 64
@@ -46,13 +55,24 @@ class FileStats:
             self.diagnostics.append(f"{self.file}:{lineno}: {reason}")
 
 
+@dataclass
+class Progress:
+    """How far reading has got, for a progress display: updated after each batch of lines."""
+
+    total_bytes: int | None  # the inputs' size on disk; None when one is stdin or followed
+    done_bytes: int = 0  # on disk: the files read, and the position in the current one
+    lines: int = 0
+    events: int = 0
+
+
 class TraceReader:
-    """Iterate the events of several inputs, in order; ``stats`` fills as files are read."""
+    """Iterate the events of several inputs, in order; ``stats`` and ``progress`` fill as files are read."""
 
     def __init__(self, inputs: Iterable[str | Input], input_format: str | None = None) -> None:
         self.inputs = [i if isinstance(i, Input) else expand_inputs([i])[0] for i in inputs]
         self.input_format = input_format
         self.stats: list[FileStats] = []
+        self.progress = Progress(_disk_size(self.inputs))
 
     @classmethod
     def from_names(cls, names: Iterable[str], input_format: str | None = None) -> TraceReader:
@@ -81,17 +101,19 @@ class TraceReader:
     def read(self, inp: Input) -> Iterator[list[Event]]:
         stats = FileStats(inp.name)
         self.stats.append(stats)
-        stream, stats.compression, _ = inp.open()
-        with stream:
-            batches = read_lines(stream, inp.name)
+        opened = inp.open()
+        stats.compression = opened.compression
+        done_before = self.progress.done_bytes
+        with opened.stream:
+            batches = read_lines(opened.stream, inp.name, inp.until)
             read_ahead: list[Batch | LineTooLong] = []  # the batches that hold the head, to read again
             head: list[bytes] = []
             for batch in batches:
                 read_ahead.append(batch)
                 if type(batch) is Batch:
                     head += batch.lines[:SNIFF_LINES - len(head)]
-                if len(head) >= SNIFF_LINES:
-                    break
+                if len(head) >= SNIFF_LINES or (inp.until is not None and self.input_format is not None):
+                    break  # a followed input read as a given format starts at once
             parser = choose(head, self.input_format)(inp.name)
             stats.format = parser.name
             feed = parser.feed
@@ -101,11 +123,13 @@ class TraceReader:
             console = ConsoleParser(inp.name) if self.input_format is None and parser.name != CONSOLE else None
             by_type: Counter[type] = Counter()  # events given out, by type (by kind at the end)
             events: list[Event] = []  # of the batch of lines being read
-            lineno = foreign = event_lines = binary = 0
+            lineno = foreign = event_lines = binary = counted = 0  # counted: lines in progress.lines
             try:
                 for batch in chain(read_ahead, batches):
                     if events:
                         by_type.update(map(type, events))
+                        self._advance(lineno - counted, len(events), opened, done_before)
+                        counted = lineno
                         yield events
                         events = []
                     if type(batch) is LineTooLong:
@@ -128,6 +152,7 @@ class TraceReader:
                         event_lines += 1
                         events += out  # type: ignore[arg-type]
                 events += (*parser.finish(), *(console.finish() if console is not None else ()))
+                self._advance(lineno - counted, len(events), opened, done_before)
                 if events:
                     by_type.update(map(type, events))
                     yield events
@@ -138,4 +163,33 @@ class TraceReader:
                 stats.lost_markers = stats.events["lost_events"]
 
 
+    def _advance(self, lines: int, events: int, opened: Opened, done_before: int) -> None:
+        """Progress by a batch: its lines and events, and the position in the file on disk."""
+        progress = self.progress
+        progress.lines += lines
+        progress.events += events
+        if opened.size is not None:
+            progress.done_bytes = done_before + _tell(opened.disk)
+
+
 _TRACE_STARTS = frozenset(b" #")
+
+
+def _disk_size(inputs: list[Input]) -> int | None:
+    """The inputs' total size on disk, None when one has no fixed size (stdin, a followed file)."""
+    total = 0
+    for inp in inputs:
+        if inp.path is None or inp.until is not None:
+            return None
+        try:
+            total += inp.path.stat().st_size
+        except OSError:  # reported when it is read
+            pass
+    return total
+
+
+def _tell(disk: BinaryIO) -> int:
+    try:
+        return disk.tell()
+    except (OSError, ValueError):
+        return 0

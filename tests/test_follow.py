@@ -1,0 +1,96 @@
+"""Reading progress, the progress line, and following a growing file (``smcwire watch``'s input)."""
+
+import io
+import lzma
+import threading
+import time
+from pathlib import Path
+
+from smcwire.abi.profiles import get_profile
+from smcwire.cli.progress import MIN_BYTES, ProgressLine
+from smcwire.pipeline import Analysis, Capture, captures
+from smcwire.render.flows import flow_jsonl
+from smcwire.sources import io as sio
+from smcwire.sources.io import Input
+from smcwire.sources.prefetch import PrefetchReader
+from smcwire.sources.reader import Progress, TraceReader
+
+ROOT = Path(__file__).parent.parent
+KRET_XZ = ROOT / "traces/qemu-dbg-kretprobe/ftrace.txt.xz"
+PROBE = ROOT / "traces/qemu-dbg-probe/ftrace.txt"
+
+
+def test_progress_follows_the_file_on_disk(monkeypatch):
+    monkeypatch.setattr(sio, "MAX_LINE", 4096)  # small chunks: many batches
+    reader = TraceReader([str(KRET_XZ), str(PROBE)])
+    size = KRET_XZ.stat().st_size + PROBE.stat().st_size
+    assert reader.progress.total_bytes == size
+    seen = []
+    events = 0
+    for batch in reader.batches():
+        events += len(batch)
+        seen.append((reader.progress.done_bytes, reader.progress.lines, reader.progress.events))
+        assert reader.progress.events == events
+    assert len(seen) > 10 and seen == sorted(seen)  # never goes back
+    assert seen[-1] == (size, sum(s.lines for s in reader.stats), events)
+    prefetched = PrefetchReader(reader.inputs)
+    assert sum(len(b) for b in prefetched.batches()) == events
+    assert prefetched.progress == reader.progress
+
+
+def test_no_total_for_stdin():
+    assert TraceReader([Input("<stdin>", None)]).progress.total_bytes is None
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_line_draws_throttled_and_erases():
+    now = [0.0]
+    out = Terminal()
+    line = ProgressLine("trace.txt", out, clock=lambda: now[0])
+    line(Progress(MIN_BYTES - 1, 100, 10, 5))  # a small input: no line
+    assert out.getvalue() == ""
+    total = 100 << 20
+    now[0] = 1.0
+    line(Progress(total, total // 4, 1000, 50_000))
+    first = out.getvalue()
+    assert first.startswith("\rtrace.txt [######..................]  25% 26.2/104.9 MB, 50,000 events/s")
+    now[0] = 1.1  # within INTERVAL: not redrawn
+    line(Progress(total, total // 2, 2000, 100_000))
+    assert out.getvalue() == first
+    now[0] = 2.0
+    line(Progress(total, total, 4000, 200_000))
+    assert "100% 104.9/104.9 MB, 100,000 events/s" in out.getvalue()
+    line.close()
+    assert out.getvalue().endswith("\r" + " " * len(out.getvalue().split("\r")[-2]) + "\r")
+    assert ProgressLine.for_terminal("x", quiet=True) is None
+
+
+def test_following_a_growing_file_gives_the_flows_of_the_whole_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(sio, "FOLLOW_POLL", 0.02)
+    data = lzma.decompress(KRET_XZ.read_bytes())
+    target = tmp_path / "growing.txt"
+    target.write_bytes(b"")
+    stop = threading.Event()
+
+    def append():  # in pieces that cut lines in the middle, as a writer's buffer does
+        with target.open("ab") as f:
+            for start in range(0, len(data), 7001):
+                f.write(data[start:start + 7001])
+                f.flush()
+                time.sleep(0.005)
+        time.sleep(0.1)
+        stop.set()
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    followed = Analysis(Capture(str(target), (Input(str(target), target, until=stop),)), get_profile())
+    live = [flow_jsonl(f) for f in followed.flows()]
+    writer.join()
+    whole = Analysis(captures([str(target)])[0], get_profile(), prefetch=False)
+    assert live == [flow_jsonl(f) for f in whole.flows()]
+    assert len(live) == 28 and followed.findings == whole.findings
+    assert followed.files[0].lines == whole.files[0].lines == data.count(b"\n")
