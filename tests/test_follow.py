@@ -1,7 +1,12 @@
 """Reading progress, the progress line, and following a growing file (``smcwire watch``'s input)."""
 
 import io
+import json
 import lzma
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -9,7 +14,7 @@ from pathlib import Path
 from smcwire.abi.profiles import get_profile
 from smcwire.cli.progress import MIN_BYTES, ProgressLine
 from smcwire.pipeline import Analysis, Capture, captures
-from smcwire.render.flows import flow_jsonl
+from smcwire.render.flows import flow_json, flow_jsonl
 from smcwire.sources import io as sio
 from smcwire.sources.io import Input
 from smcwire.sources.prefetch import PrefetchReader
@@ -94,3 +99,78 @@ def test_following_a_growing_file_gives_the_flows_of_the_whole_file(tmp_path, mo
     assert live == [flow_jsonl(f) for f in whole.flows()]
     assert len(live) == 28 and followed.findings == whole.findings
     assert followed.files[0].lines == whole.files[0].lines == data.count(b"\n")
+
+
+def _watch(target: Path) -> "subprocess.Popen[str]":
+    return subprocess.Popen([sys.executable, "-m", "smcwire", "watch", str(target), "--format", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _until_flows(proc: "subprocess.Popen[str]", count: int) -> list[dict]:
+    """Read flows from a live ``watch`` until ``count`` came (each is printed as it completes)."""
+    flows = []
+    while len(flows) < count:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        flows.append(json.loads(line))
+    return flows
+
+
+def _rest(proc: "subprocess.Popen[str]") -> tuple[str, str]:
+    """What a stopped ``watch`` printed after the lines already read (read through the same file
+    objects: ``communicate`` would miss what their buffers hold)."""
+    proc.wait(timeout=30)
+    return proc.stdout.read(), proc.stderr.read()
+
+
+def test_watch_prints_flows_as_a_file_grows_and_stops_on_ctrl_c(tmp_path):
+    data = lzma.decompress(KRET_XZ.read_bytes())
+    target = tmp_path / "live.txt"
+    target.write_bytes(data[: len(data) // 2])
+    proc = _watch(target)
+    try:
+        first = _until_flows(proc, 5)  # the first half's flows, while the file stays open for more
+        with target.open("ab") as f:
+            f.write(data[len(data) // 2:])
+        rest = _until_flows(proc, 20)
+        proc.send_signal(signal.SIGINT)
+        out, err = _rest(proc)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    live = first + rest + [json.loads(x) for x in out.splitlines()]
+    whole = Analysis(captures([str(target)])[0], get_profile(), prefetch=False)
+    assert live == [json.loads(flow_jsonl(f)) for f in whole.flows()]
+    assert f"== {target} (profile mainline)" in err and "1083 lines" in err
+
+
+def test_watch_reads_a_pipe_and_stops_on_ctrl_c_while_it_is_idle(tmp_path):
+    fifo = tmp_path / "trace_pipe"
+    os.mkfifo(fifo)
+    proc = _watch(fifo)
+    writer = os.open(fifo, os.O_WRONLY)  # stays open: the pipe never ends, as trace_pipe does
+    try:
+        os.write(writer, PROBE.read_bytes())
+        flows = _until_flows(proc, 3)
+        time.sleep(0.5)  # nothing more comes: watch waits in select
+        proc.send_signal(signal.SIGINT)
+        out, err = _rest(proc)
+    finally:
+        os.close(writer)
+        proc.kill()
+    assert proc.returncode == 0
+    live = flows + [json.loads(x) for x in out.splitlines()]
+    whole = Analysis(captures([str(PROBE)])[0], get_profile(), input_format="ftrace", prefetch=False)
+    fields = ("function", "a0", "first_line", "last_line", "start", "end", "thread", "result", "incomplete")
+    assert [[f[k] for k in fields] for f in live] == [[f[k] for k in fields] for f in map(flow_json, whole.flows())]
+    assert f"{fifo}: ftrace, " in err  # the summary: a pipe is read as ftrace, not sniffed
+
+
+def test_watch_without_tracefs_says_so():
+    from click.testing import CliRunner
+
+    from smcwire.cli import cli
+
+    result = CliRunner().invoke(cli, ["watch", "/no/such/trace.txt"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == "Error: /no/such/trace.txt: no such file or directory\n"

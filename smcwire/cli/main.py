@@ -9,7 +9,7 @@ import sys
 import click
 
 from .. import __version__
-from . import abi_cmds, analysis_cmds, trace_cmds
+from . import abi_cmds, analysis_cmds, trace_cmds, watch_cmd
 from .common import Group
 
 
@@ -30,7 +30,8 @@ def cli() -> None:
 
 for _command in (abi_cmds.decode, abi_cmds.encode, abi_cmds.functions, abi_cmds.caps, abi_cmds.msg,
                  trace_cmds.parse, trace_cmds.regs, trace_cmds.tracing_setup, analysis_cmds.analyze,
-                 analysis_cmds.check, analysis_cmds.stats, analysis_cmds.explain, analysis_cmds.rules):
+                 analysis_cmds.check, analysis_cmds.stats, analysis_cmds.explain, analysis_cmds.rules,
+                 watch_cmd.watch):
     cli.add_command(_command)
 
 

@@ -126,12 +126,6 @@ class TraceReader:
             lineno = foreign = event_lines = binary = counted = 0  # counted: lines in progress.lines
             try:
                 for batch in chain(read_ahead, batches):
-                    if events:
-                        by_type.update(map(type, events))
-                        self._advance(lineno - counted, len(events), opened, done_before)
-                        counted = lineno
-                        yield events
-                        events = []
                     if type(batch) is LineTooLong:
                         lineno += 1
                         stats.malformed_line(lineno, f"line of {batch.length} bytes is too long (limit {io.MAX_LINE})")
@@ -151,6 +145,12 @@ class TraceReader:
                             continue
                         event_lines += 1
                         events += out  # type: ignore[arg-type]
+                    if events:  # given out at once: a followed input may wait long for its next batch
+                        by_type.update(map(type, events))
+                        self._advance(lineno - counted, len(events), opened, done_before)
+                        counted = lineno
+                        yield events
+                        events = []
                 events += (*parser.finish(), *(console.finish() if console is not None else ()))
                 self._advance(lineno - counted, len(events), opened, done_before)
                 if events:
