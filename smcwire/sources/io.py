@@ -16,6 +16,7 @@ import select
 import stat
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -129,7 +130,7 @@ def read_lines(stream: BinaryIO, name: str, until: threading.Event | None = None
             return
         head = stream.peek(_READ)[:_READ - 1] if hasattr(stream, "peek") else b""
         yield from _cr_batches(stream) if _LONE_CR.search(head) else _lf_batches(stream)
-    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:  # corrupt compressed data
+    except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as e:  # corrupt compressed data
         raise InputFileError(f"{name}: cannot read: {e}") from None
 
 

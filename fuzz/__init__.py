@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of smcwire's input paths (atheris; the optional ``fuzz`` extra)."""
