@@ -22,9 +22,8 @@ import lzma
 import sys
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
-
 from contextlib import nullcontext
+from pathlib import Path
 
 try:
     import atheris
