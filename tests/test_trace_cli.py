@@ -133,7 +133,7 @@ def test_parse_json_is_one_document_and_kind_is_checked():
 
 
 def test_binary_input_is_noted(tmp_path):
-    blob = tmp_path / "trace.dat"
-    blob.write_bytes(b"\x17\x08\x44tracing6\x00" + bytes(range(256)) * 4)
+    blob = tmp_path / "blob.bin"  # a trace.dat is read as one (test_tracedat.py)
+    blob.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4)
     result = run("parse", "--summary", str(blob))
     assert result.exit_code == 0 and "hold NUL bytes: binary data?" in result.stderr

@@ -41,8 +41,9 @@ def _notes(reader: TraceReader) -> None:
             click.echo(f"malformed: {stats.file}: {more} more", err=True)
         if stats.binary_lines:
             n = stats.binary_lines
-            click.echo(f"note: {stats.file}: {n} line{'s' if n != 1 else ''} hold NUL bytes: binary data? "
-                       "(a trace.dat needs `trace-cmd report` first)", err=True)
+            click.echo(f"note: {stats.file}: {n} line{'s' if n != 1 else ''} hold NUL bytes: binary data?", err=True)
+        for note in (stats.trace_dat or {}).get("notes", ()):
+            click.echo(f"note: {stats.file}: {note}", err=True)
         if not stats.lines and not stats.error:
             click.echo(f"note: {stats.file}: empty", err=True)
 
@@ -72,8 +73,10 @@ def parse(files: tuple[str, ...], input_format: str | None, summary: bool, kinds
 
     FILES are paths, directories (every file below), or - for stdin (the default); .gz, .xz,
     .bz2 and .zst (with the zstandard module) are read transparently. The format is detected per
-    file: an ftrace/trace-cmd/perf text, a register dump, or a console capture where TF-A,
-    OP-TEE, Linux and ftrace lines interleave.
+    file: a trace-cmd trace.dat (versions 6 and 7), an ftrace/trace-cmd/perf text, a register
+    dump, or a console capture where TF-A, OP-TEE, Linux and ftrace lines interleave. A
+    trace.dat's lines are those `trace-cmd report` prints; --summary adds its version,
+    compression, CPUs and records per CPU.
 
     Every line ends up as part of an event, foreign (not ours) or malformed (looked like ours but
     did not parse); the accounting goes to stderr (or stdout with --summary).
@@ -84,6 +87,7 @@ def parse(files: tuple[str, ...], input_format: str | None, summary: bool, kinds
       smcwire parse trace.txt.xz --format jsonl --kind smc_call
       cat /sys/kernel/tracing/trace_pipe | smcwire parse - --format jsonl
       smcwire parse --summary --format json boot-logs/
+      smcwire parse --summary trace.dat
     """
     reader = _reader(files, input_format)
     decoder = Decoder(resolve_profile("mainline", ()))

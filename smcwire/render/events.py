@@ -51,15 +51,34 @@ def event_text(event: Event, decoder: Decoder) -> str:
 
 
 def stats_json(stats: FileStats) -> dict[str, Any]:
-    return {
+    """A file's accounting; a trace.dat's adds ``trace_dat`` (version, compression, cpus,
+    records_per_cpu, clock, page_size, long_size, endian, uname, trace_cmd, notes)."""
+    out = {
         "file": stats.file, "format": stats.format, "compression": stats.compression, "lines": stats.lines,
         "event_lines": stats.event_lines, "events": dict(sorted(stats.events.items())), "foreign": stats.foreign,
         "malformed": stats.malformed, "lost_markers": stats.lost_markers, "binary_lines": stats.binary_lines,
         "diagnostics": stats.diagnostics, "error": stats.error,
     }
+    if stats.trace_dat is not None:
+        out["trace_dat"] = stats.trace_dat
+    return out
 
 
 def stats_text(all_stats: Iterable[FileStats]) -> str:
+    """The accounting table, then a line on each trace.dat: its version, compression, CPUs and records."""
+    all_stats = list(all_stats)
     rows = [(s.file, s.format, s.lines, s.event_lines, ", ".join(f"{k} {n}" for k, n in sorted(s.events.items()))
              or "-", s.foreign, s.malformed, s.lost_markers) for s in all_stats]
-    return tabulate(rows, ("file", "format", "lines", "event lines", "events", "foreign", "malformed", "lost"))
+    table = tabulate(rows, ("file", "format", "lines", "event lines", "events", "foreign", "malformed", "lost"))
+    return "\n".join([table, *(tracedat_text(s.file, s.trace_dat) for s in all_stats if s.trace_dat)])
+
+
+def tracedat_text(file: str, info: dict[str, Any]) -> str:
+    """``file: trace-cmd file version 7, zstd 1.5.4 compressed, 2 CPUs (cpu0 367 records, cpu1 86), clock local, …``"""
+    per_cpu = ", ".join(f"cpu{cpu} {n}" + (" records" if i == 0 else "")
+                        for i, (cpu, n) in enumerate(info["records_per_cpu"].items()))
+    compression = "not compressed" if info["compression"] == "none" else f"{info['compression']} compressed"
+    per_cpu = f" ({per_cpu})" if per_cpu else ""
+    uname = f", recorded on {info['uname']}" if info["uname"] else ""
+    return (f"{file}: trace-cmd file version {info['version']}, {compression}, {info['cpus']} CPUs{per_cpu}, "
+            f"clock {info['clock'] or '?'}, page size {info['page_size']}{uname}")

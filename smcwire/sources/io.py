@@ -1,7 +1,8 @@
 """Opening inputs: paths, directories, ``-`` for stdin, and compressed files, read as raw lines.
 
 Compression is recognised by the file's magic bytes, not its name: gzip, xz, bzip2 from the
-standard library, zstd when the ``zstandard`` module is importable.
+standard library, zstd when the ``zstandard`` module is importable. So is a trace-cmd ``trace.dat``
+(``is_tracedat``), compressed or not: it is read by ``tracedat``, not as lines.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ _MAGIC = (
     (b"BZh", "bzip2"),
     (b"\x28\xb5\x2f\xfd", "zstd"),
 )
+
+
+TRACEDAT_MAGIC = b"\x17\x08\x44tracing"  # trace-cmd.dat(5): 0x17 0x08 0x44, then "tracing"
 
 
 class InputFileError(OSError):
@@ -68,6 +72,15 @@ class Input:
             if head.startswith(magic):
                 return Opened(_decompress(buffered, kind, self.name), kind, size, buffered)
         return Opened(buffered, None, size, buffered)
+
+
+def is_tracedat(stream: BinaryIO) -> bool:
+    """Whether the (decompressed) stream starts with trace.dat's magic; it is not consumed."""
+    peek = getattr(stream, "peek", None)
+    try:
+        return peek is not None and peek(len(TRACEDAT_MAGIC))[:len(TRACEDAT_MAGIC)] == TRACEDAT_MAGIC
+    except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError):  # corrupt: read_lines reports it
+        return False
 
 
 def _decompress(stream: BinaryIO, kind: str, name: str) -> BinaryIO:

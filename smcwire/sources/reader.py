@@ -4,6 +4,9 @@ Each line of each file ends up in exactly one bucket: it went into an event (``e
 it is foreign (recognised as not ours: other tracepoints, headers, other programs' output), or
 it is malformed (looked like ours but did not parse; a ``file:line: reason`` diagnostic is kept
 for the first ``MAX_DIAGNOSTICS``). ``lines == event_lines + foreign + malformed`` always.
+
+A trace-cmd ``trace.dat`` (recognised by its magic, compressed or not, whatever ``input_format``
+says) is read by ``tracedat``: its lines are those ``trace-cmd report`` would print.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..model.events import KIND_OF, Event
 from . import io
@@ -48,6 +51,7 @@ class FileStats:
     binary_lines: int = 0  # lines with NUL bytes
     diagnostics: list[str] = field(default_factory=list)  # first MAX_DIAGNOSTICS malformed lines
     error: str | None = None  # the file could not be read to its end
+    trace_dat: dict[str, Any] | None = None  # a trace.dat's version, compression, CPUs, records per CPU…
 
     def malformed_line(self, lineno: int, reason: str) -> None:
         self.malformed += 1
@@ -104,6 +108,9 @@ class TraceReader:
         opened = inp.open()
         stats.compression = opened.compression
         done_before = self.progress.done_bytes
+        if inp.until is None and io.is_tracedat(opened.stream):
+            yield from self._read_tracedat(inp, opened, stats, done_before)
+            return
         with opened.stream:
             batches = read_lines(opened.stream, inp.name, inp.until)
             read_ahead: list[Batch | LineTooLong] = []  # the batches that hold the head, to read again
@@ -162,6 +169,20 @@ class TraceReader:
                     stats.events[KIND_OF[cls]] += n
                 stats.lost_markers = stats.events["lost_events"]
 
+    def _read_tracedat(self, inp: Input, opened: Opened, stats: FileStats, done_before: int) -> Iterator[list[Event]]:
+        from .tracedat.reader import read_tracedat  # Construct is imported for trace.dat files only
+
+        stats.format = "trace.dat"
+        progress = self.progress
+
+        def advance(lines: int, events: int, fraction: float) -> None:
+            progress.lines += lines
+            progress.events += events
+            if opened.size is not None:
+                progress.done_bytes = done_before + int(opened.size * fraction)
+
+        with opened.stream:
+            yield from read_tracedat(inp.name, opened, stats, advance)
 
     def _advance(self, lines: int, events: int, opened: Opened, done_before: int) -> None:
         """Progress by a batch: its lines and events, and the position in the file on disk."""
