@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import click
 
-from ..explain.stats import StatsCollector
-from ..flows.model import Finding, Flow
 from ..pipeline import Analysis, captures
+from ..pipeline.batch import map_ordered, usable_cores
 from ..render import flows as render_flows
+from ..render.report import FlowFilter, analyze_capture, check_options, finding_of
+from ..render.report import summary as _summary  # noqa: F401 - watch_cmd's import (moved to render.report)
 from ..render.stats import stats_text
 from ..render.text import tabulate
 from ..rules.catalog import RULES
@@ -22,15 +24,39 @@ from .common import EXIT_FINDINGS, InputFailure, echo, emit, format_option, prof
 SEVERITIES = ("info", "warning", "error")
 
 
-def _analyses(files: tuple[str, ...], profile: str, extensions: tuple[str, ...], select: tuple[str, ...] = (),
-              ignore: tuple[str, ...] = (), input_format: str | None = None) -> Iterator[Analysis]:
+def _analyses(files: tuple[str, ...], profile: str, extensions: tuple[str, ...],
+              input_format: str | None = None) -> Iterator[Analysis]:
     prof = resolve_profile(profile, extensions)
-    known = {r.id for r in RULES}
-    for rule in (*select, *ignore):
-        if rule not in known:
-            raise click.BadParameter(f"unknown rule {rule!r} (see `smcwire rules`)", param_hint="--select/--ignore")
+    _check_options((), (), input_format)
     for capture in captures(files or ("-",)):
-        yield Analysis(capture, prof, frozenset(select) or None, frozenset(ignore), input_format)
+        yield Analysis(capture, prof, input_format=input_format)
+
+
+def _check_options(select: tuple[str, ...], ignore: tuple[str, ...], input_format: str | None) -> None:
+    try:
+        check_options(select, ignore, input_format)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _reports(files: tuple[str, ...], jobs: int | None, profile: str, extensions: tuple[str, ...],
+             select: tuple[str, ...] = (), ignore: tuple[str, ...] = (), input_format: str | None = None,
+             on_flow: Callable[[str, str], None] | None = None, **wanted: Any) -> Iterator[dict[str, Any]]:
+    """The report (``render.report``) of each capture, in order: with one job, one capture or
+    stdin among them, made here, one at a time, each flow going to ``on_flow(capture, text)`` as
+    it completes; else by ``jobs`` worker processes (default: the usable cores), the flows in the
+    reports. Bad options fail here, before any capture is read."""
+    resolve_profile(profile, extensions)  # a bad extension file: one line, before any output
+    _check_options(select, ignore, input_format)
+    names = files or ("-",)
+    options = {"profile": profile, "extensions": extensions, "select": select, "ignore": ignore,
+               "input_format": input_format, **wanted}
+    jobs = jobs or usable_cores()
+    if jobs == 1 or len(names) == 1 or "-" in names:
+        for name in names:
+            yield analyze_capture(name, **options, prefetch=None, on_flow=on_flow)
+    else:
+        yield from map_ordered(partial(analyze_capture, **options), names, jobs)
 
 
 def _input_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,21 +64,12 @@ def _input_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("files", nargs=-1)(f)
 
 
-def _summary(analysis: Analysis) -> dict[str, Any]:
-    state = analysis.state
-    assert state is not None
-    findings = analysis.findings
-    return {
-        "capture": analysis.capture.name, "profile": analysis.profile.name,
-        "findings": {"by_severity": dict(Counter(f.severity for f in findings)),
-                     "by_rule": dict(sorted(Counter(f.rule for f in findings).items()))},
-        "not_run": [{"rule": r.id, "missing": why} for r, why in analysis.not_run],
-        "peak_in_flight": state.peak_in_flight,
-        "thread_count": state.thread_count.value if state.thread_count else None,
-        "ethread_limit": state.ethread_limit, "lost_markers": len(state.lost), "replays": analysis.replays,
-        "files": [{"file": s.file, "format": s.format, "lines": s.lines, "event_lines": s.event_lines,
-                   "foreign": s.foreign, "malformed": s.malformed, "error": s.error} for s in analysis.files],
-    }
+def _jobs_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--jobs", "-j", type=click.IntRange(min=1), metavar="N",
+        help="Analyse N captures at a time in worker processes (default: the usable cores); the output "
+             "is the same as with 1, in the order of the arguments. With N > 1 a capture's output is "
+             "held until it is printed (analyze: all its flows, in memory).")(f)
 
 
 def _summary_text(summary: dict[str, Any]) -> str:
@@ -78,26 +95,64 @@ def _summary_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _unreadable(analysis: Analysis) -> list[str]:
-    """The capture's files that could not be read to their end, one line each."""
-    return [f"{s.error} (after line {s.lines})" for s in analysis.files if s.error]
+def _unreadable(files: Iterable[tuple[str | None, int]]) -> list[str]:
+    """Of (error, lines read) per file, the files that could not be read to their end, one line each."""
+    return [f"{error} (after line {lines})" for error, lines in files if error]
 
 
-def _fail_if(unreadable: list[str]) -> None:
-    """Exit 2, once the results of what could be read are out, if a file could not be read."""
-    if unreadable:
-        raise InputFailure("; ".join(unreadable))
+def _failures(report: dict[str, Any]) -> list[str]:
+    """Why a capture could not be analysed, or which of its files could not be read to their end."""
+    if report["error"]:
+        return [report["error"]]
+    return _unreadable((f["error"], f["lines"]) for f in report["summary"]["files"])
 
 
-def _wanted(flow: Flow, number: int | None, task: str | None, thread: int | None, function: str | None,
-            since: float | None, until: float | None) -> bool:
-    start = flow.start
-    return ((number is None or flow.index == number)
-            and (task is None or task in (flow.task, f"{flow.task}-{flow.pid}"))
-            and (thread is None or flow.thread == thread)
-            and (function is None or (flow.function or "").endswith(function.upper()))
-            and (since is None or (start is not None and start >= since * 1e9))
-            and (until is None or (start is not None and start <= until * 1e9)))
+def _fail_if(failures: list[str]) -> None:
+    """Exit 2, once the results of what could be read are out, if a capture or a file could not be read."""
+    if failures:
+        raise InputFailure("; ".join(failures))
+
+
+def _findings_text(findings: list[dict[str, Any]]) -> None:
+    for f in findings:
+        echo(render_flows.finding_text(finding_of(f)))
+
+
+class _AnalyzeOutput:
+    """``analyze``'s output, capture after capture: a capture's flows as they come (with
+    ``--format json``, its object opened before the first), then the rest of it from its report.
+    A capture that could not be analysed prints nothing."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.captures = 0  # printed so far
+        self.opened = False  # the output of the capture at hand has begun
+        self.shown = 0  # its flows printed
+
+    def _open(self, capture: str) -> None:
+        if not self.opened:
+            if self.fmt == "json":
+                echo(f'{"," if self.captures else ""}{{"capture": {json.dumps(capture)}, "flows": [')
+            self.captures += 1
+            self.opened, self.shown = True, 0
+
+    def flow(self, capture: str, text: str) -> None:
+        self._open(capture)
+        echo(("," if self.shown and self.fmt == "json" else "") + text)
+        self.shown += 1
+
+    def end(self, report: dict[str, Any]) -> None:
+        if report["error"] is None:
+            self._open(report["capture"])
+            findings, summary = report["findings"], report["summary"]
+            if self.fmt == "table":  # the capture's own findings (leaks, storms…); the flows' came inline
+                _findings_text(findings[len(findings) - report["final_findings"]:])
+                click.echo(_summary_text(summary))
+            elif self.fmt == "json":
+                echo(f'], "findings": {json.dumps(findings)}, "summary": {json.dumps(summary)}}}')
+            else:
+                click.echo(_summary_text(summary), err=True)
+        self.opened = False
 
 
 @click.command()
@@ -108,11 +163,12 @@ def _wanted(flow: Flow, number: int | None, task: str | None, thread: int | None
 @click.option("--function", help="Only flows of this function (name or its end, e.g. CALL_WITH_REGD_ARG).")
 @click.option("--since", type=float, metavar="SECONDS", help="Only flows starting at or after this time.")
 @click.option("--until", type=float, metavar="SECONDS", help="Only flows starting at or before this time.")
+@_jobs_option
 @profile_options
 @format_option("table", "json", "jsonl")
 def analyze(files: tuple[str, ...], input_format: str | None, number: int | None, task: str | None,
-            thread: int | None, function: str | None, since: float | None, until: float | None, profile: str,
-            extensions: tuple[str, ...], fmt: str) -> None:
+            thread: int | None, function: str | None, since: float | None, until: float | None, jobs: int | None,
+            profile: str, extensions: tuple[str, ...], fmt: str) -> None:
     """Rebuild the call flows of traces: each SMC with its RPC round trips, OP-TEE thread,
     timing and result, with the findings inline, then a summary per capture.
 
@@ -124,37 +180,23 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
       smcwire analyze traces/qemu-dbg-kretprobe/ftrace.txt.xz
       smcwire analyze capture-dir/ --function CALL_WITH_REGD_ARG
       smcwire analyze trace.txt --format jsonl > flows.jsonl
+      smcwire analyze captures/*.txt --jobs 4 --format jsonl
     """
     # --format json streams its one document too: a flow a line, as flows complete
     if fmt == "json":
         echo(f'{{"schema": {render_flows.SCHEMA}, "captures": [')
-    unreadable: list[str] = []
-    for n, analysis in enumerate(_analyses(files, profile, extensions, input_format=input_format)):
-        if fmt == "json":
-            echo(f'{"," if n else ""}{{"capture": {json.dumps(analysis.capture.name)}, "flows": [')
-        shown = 0
-        for flow in analysis.flows():
-            if not _wanted(flow, number, task, thread, function, since, until):
-                continue
-            if fmt == "table":
-                echo(render_flows.flow_text(flow, analysis.findings_of(flow)))
-            else:
-                echo(("," if shown and fmt == "json" else "") + render_flows.flow_jsonl(flow))
-            shown += 1
-        summary = _summary(analysis)
-        unreadable += _unreadable(analysis)
-        if fmt == "table":
-            for f in analysis.final_findings:  # the capture's own (leaks, storms…); the flows' came inline
-                echo(render_flows.finding_text(f))
-            click.echo(_summary_text(summary))
-        elif fmt == "json":
-            echo(f'], "findings": {json.dumps([render_flows.finding_json(f) for f in analysis.findings])}, '
-                 f'"summary": {json.dumps(summary)}}}')
-        else:
-            click.echo(_summary_text(summary), err=True)
+    out = _AnalyzeOutput(fmt)
+    failures: list[str] = []
+    for report in _reports(files, jobs, profile, extensions, input_format=input_format, on_flow=out.flow,
+                           flows="table" if fmt == "table" else "jsonl",
+                           flow_filter=FlowFilter(number, task, thread, function, since, until)):
+        failures += _failures(report)
+        for text in report["flows"] or ():  # made by a worker process
+            out.flow(report["capture"], text)
+        out.end(report)
     if fmt == "json":
         echo("]}")
-    _fail_if(unreadable)
+    _fail_if(failures)
 
 
 @click.command()
@@ -163,10 +205,11 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
               help="Exit with status 1 when a finding of this severity or above exists.")
 @click.option("--select", multiple=True, metavar="RULE", help="Run only these rules (repeatable).")
 @click.option("--ignore", multiple=True, metavar="RULE", help="Do not run these rules (repeatable).")
+@_jobs_option
 @profile_options
 @format_option("table", "json", "jsonl")
 def check(files: tuple[str, ...], input_format: str | None, fail_on: str, select: tuple[str, ...],
-          ignore: tuple[str, ...], profile: str, extensions: tuple[str, ...], fmt: str) -> None:
+          ignore: tuple[str, ...], jobs: int | None, profile: str, extensions: tuple[str, ...], fmt: str) -> None:
     """Report ABI misuse found in traces; exit 1 when a finding at or above --fail-on exists.
 
     Exit status: 0 no finding at or above --fail-on, 1 such findings, 2 bad usage or input.
@@ -176,42 +219,42 @@ def check(files: tuple[str, ...], input_format: str | None, fail_on: str, select
       smcwire check trace.txt
       smcwire check capture-dir/ --fail-on warning --format json
       smcwire check trace.txt --ignore SMC020
+      smcwire check captures/*.txt.xz --jobs 8
     """
-    threshold = SEVERITIES.index(fail_on)
-    failed = False
-    all_findings: list[Finding] = []
+    all_findings: list[dict[str, Any]] = []
     summaries = []
-    unreadable: list[str] = []
-    for analysis in _analyses(files, profile, extensions, select, ignore, input_format):
-        analysis.run()
-        unreadable += _unreadable(analysis)
-        all_findings.extend(analysis.findings)
-        summaries.append(_summary(analysis))
-        failed |= any(SEVERITIES.index(f.severity) >= threshold for f in analysis.findings)
+    failures: list[str] = []
+    for report in _reports(files, jobs, profile, extensions, select, ignore, input_format):
+        failures += _failures(report)
+        if report["error"]:
+            continue
+        findings = report["findings"]
+        all_findings += findings
+        summaries.append(report["summary"])
         if fmt == "table":
-            for f in analysis.findings:
-                echo(render_flows.finding_text(f))
+            _findings_text(findings)
             click.echo(_summary_text(summaries[-1]))
         elif fmt == "jsonl":
-            for f in analysis.findings:
-                echo(json.dumps(render_flows.finding_json(f)))
+            for f in findings:
+                echo(json.dumps(f))
     if fmt == "json":
-        by_sev = Counter(f.severity for f in all_findings)
-        emit({"schema": render_flows.SCHEMA, "findings": [render_flows.finding_json(f) for f in all_findings],
-              "summary": {"by_severity": dict(by_sev),
-                          "by_rule": dict(sorted(Counter(f.rule for f in all_findings).items())),
+        emit({"schema": render_flows.SCHEMA, "findings": all_findings,
+              "summary": {"by_severity": dict(Counter(f["severity"] for f in all_findings)),
+                          "by_rule": dict(sorted(Counter(f["rule"] for f in all_findings).items())),
                           "not_run": [n for s in summaries for n in s["not_run"]], "captures": summaries}})
-    _fail_if(unreadable)
-    if failed:
+    _fail_if(failures)
+    threshold = SEVERITIES.index(fail_on)
+    if any(SEVERITIES.index(f["severity"]) >= threshold for f in all_findings):
         sys.exit(EXIT_FINDINGS)
 
 
 @click.command()
 @_input_options
+@_jobs_option
 @profile_options
 @format_option("table", "json")
-def stats(files: tuple[str, ...], input_format: str | None, profile: str, extensions: tuple[str, ...],
-          fmt: str) -> None:
+def stats(files: tuple[str, ...], input_format: str | None, jobs: int | None, profile: str,
+          extensions: tuple[str, ...], fmt: str) -> None:
     """Calls per function, latency percentiles, RPCs per type, ETHREAD_LIMIT, peak concurrency.
 
     \b
@@ -220,19 +263,17 @@ def stats(files: tuple[str, ...], input_format: str | None, profile: str, extens
       smcwire stats capture-dir/ --format json
     """
     results = []
-    unreadable: list[str] = []
-    for analysis in _analyses(files, profile, extensions, input_format=input_format):
-        analysis.stats = collector = StatsCollector()
-        analysis.run()
-        unreadable += _unreadable(analysis)
-        assert analysis.state is not None
-        result = {"capture": analysis.capture.name, **collector.result(analysis.state)}
-        results.append(result)
+    failures: list[str] = []
+    for report in _reports(files, jobs, profile, extensions, input_format=input_format, stats=True):
+        failures += _failures(report)
+        if report["error"]:
+            continue
+        results.append(report["stats"])
         if fmt == "table":
-            click.echo(f"== {analysis.capture.name}\n{stats_text(result)}")
+            click.echo(f"== {report['capture']}\n{stats_text(report['stats'])}")
     if fmt == "json":
         emit(results)
-    _fail_if(unreadable)
+    _fail_if(failures)
 
 
 @click.command()
@@ -254,7 +295,7 @@ def explain(files: tuple[str, ...], input_format: str | None, profile: str, exte
     unreadable: list[str] = []
     for analysis in _analyses(files, profile, extensions, input_format=input_format):
         analysis.run()
-        unreadable += _unreadable(analysis)
+        unreadable += _unreadable((s.error, s.lines) for s in analysis.files)
         for feature in analysis.features():
             item: dict[str, Any] = {"capture": analysis.capture.name, "feature": feature.feature,
                                     "active": feature.active,
