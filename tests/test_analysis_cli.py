@@ -162,3 +162,40 @@ def test_a_file_cut_short_is_reported_and_exits_2(tmp_path, command):
     if command == "check":
         files = json.loads(result.stdout)["summary"]["captures"][0]["files"]
         assert files[0]["lines"] == 418 and "cannot read" in files[0]["error"]
+
+
+def test_analyze_perfetto_to_a_file_is_the_writers_timeline(tmp_path):
+    from smcwire.abi.profiles import get_profile
+    from smcwire.pipeline import Analysis, captures
+    from smcwire.render.perfetto import PerfettoWriter
+
+    out = tmp_path / "trace.json"
+    result = run("analyze", KRET, "--format", "perfetto", "-o", str(out))
+    assert result.exit_code == 0 and result.stdout == ""
+    writer = PerfettoWriter()
+    analysis = Analysis(captures([KRET])[0], get_profile(), prefetch=False)
+    writer.add_capture(analysis.capture.name, list(analysis.flows()), analysis.findings, analysis.state)
+    import io
+
+    expected = io.StringIO()
+    writer.write(expected)
+    assert out.read_text() == expected.getvalue()
+    slices = [e for e in json.loads(out.read_text())["traceEvents"] if e["ph"] == "X" and e["name"] == "OPTEE_SMC_CALLS_UID"]
+    assert slices and slices[0]["ts"] == 1521082.0  # ftrace.txt line 13, 1.521082 s
+
+
+def test_analyze_mermaid_draws_the_flows_with_findings_end_of_capture_ones_too():
+    result = run("analyze", NOBL32, "--format", "mermaid")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "```mermaid" and lines[1] == "sequenceDiagram" and lines[-1] == "```"
+    # SMC070 is made when the capture ends (the UID answer, the driver's and TF-A's words combined)
+    assert any(line.strip().startswith("Note over") and "SMC070 error" in line for line in lines)
+    one = run("analyze", KRET, "--format", "mermaid", "--flow", "7").stdout
+    assert "#35;7 CALL_WITH_RPC_ARG at 1.531639 s" in one and "RPC FOREIGN_INTR" in one and "#35;8 " not in one
+
+
+def test_analyze_output_file_holds_what_stdout_would(tmp_path):
+    out = tmp_path / "flows.jsonl"
+    assert run("analyze", KRET, "--format", "jsonl", "-o", str(out), "--quiet").exit_code == 0
+    assert out.read_text() == run("analyze", KRET, "--format", "jsonl").stdout

@@ -14,26 +14,8 @@ pytest.importorskip("distributed")
 
 ROOT = Path(__file__).parent.parent
 
-# the README's recipe, verbatim
-RECIPE = '''\
-from pathlib import Path
-
-from dask.distributed import Client, LocalCluster
-
-from smcwire.render.report import analyze_capture
-
-if __name__ == "__main__":
-    captures = sorted(str(p) for p in Path("traces").iterdir() if p.is_dir())  # a directory per run
-    with LocalCluster(host="127.0.0.1", n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        reports = client.gather(client.map(analyze_capture, captures, profile="mainline"))
-    for report in reports:  # plain data, in the order of `captures`
-        if report["error"]:
-            print(f"{report['capture']}: not analysed: {report['error']}")
-            continue
-        found = report["summary"]["findings"]["by_severity"]
-        print(f"{report['capture']}: " + ", ".join(f"{found.get(s, 0)} {s}" for s in ("error", "warning", "info")))
-'''
+# the README's recipe, as the README gives it
+RECIPE = (ROOT / "README.md").read_text().split("when dask is installed):\n\n```python\n")[1].split("```")[0]
 
 # every part of a report (flows, statistics) and a capture of 4 MB or more, which Analysis would
 # read in a forked child by default: a cluster's worker processes are daemonic and cannot fork

@@ -55,3 +55,11 @@ def test_decode_example_is_lines_13_14_of_the_trace_and_prints_as_shown():
     out = CliRunner().invoke(cli, args).output
     shown = README.split("(lines 13-14 above) prints\n\n```\n")[1].split("\n...\n")[0]
     assert out.startswith(shown)
+
+
+def test_mermaid_example_is_what_analyze_draws(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    command = "analyze traces/qemu-dbg-kretprobe/ --format mermaid --flow 7"
+    assert f"`smcwire {command}`:" in README.replace("\n", " ")
+    shown = "```mermaid\n" + README.split("```mermaid\n")[1].split("```\n")[0] + "```"
+    assert CliRunner().invoke(cli, command.split()).stdout.rstrip() == shown

@@ -10,7 +10,13 @@ import click
 from ..abi.rpc import RPC_FUNCTIONS
 from ..codec.caps import decode_caps
 from ..codec.decode import Decoder
-from ..codec.encode import call_layout, encode_call, encode_return, return_layout, rpc_function
+from ..codec.encode import (
+    call_layout,
+    encode_call,
+    encode_return,
+    return_layout,
+    rpc_function,
+)
 from ..codec.msg import decode_msg_arg, parse_hex
 from ..codec.values import InputError, parse_registers, parse_value
 from ..render import jsonout, text

@@ -6,20 +6,33 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, redirect_stdout
 from functools import partial
 from typing import Any
 
 import click
 
+from ..flows.model import Finding, Flow
 from ..pipeline import Analysis, captures
 from ..pipeline.batch import map_ordered, usable_cores
 from ..render import flows as render_flows
+from ..render.mermaid import markdown_block, sequence_diagram
+from ..render.perfetto import PerfettoWriter
 from ..render.report import FlowFilter, analyze_capture, check_options, finding_of
 from ..render.report import summary as _summary  # noqa: F401 - watch_cmd's import (moved to render.report)
 from ..render.stats import stats_text
 from ..render.text import tabulate
 from ..rules.catalog import RULES
-from .common import EXIT_FINDINGS, InputFailure, echo, emit, format_option, profile_options, resolve_profile
+from .common import (
+    EXIT_FINDINGS,
+    InputFailure,
+    echo,
+    emit,
+    format_option,
+    profile_options,
+    resolve_profile,
+)
+from .progress import ProgressLine
 
 SEVERITIES = ("info", "warning", "error")
 
@@ -41,11 +54,13 @@ def _check_options(select: tuple[str, ...], ignore: tuple[str, ...], input_forma
 
 def _reports(files: tuple[str, ...], jobs: int | None, profile: str, extensions: tuple[str, ...],
              select: tuple[str, ...] = (), ignore: tuple[str, ...] = (), input_format: str | None = None,
-             on_flow: Callable[[str, str], None] | None = None, **wanted: Any) -> Iterator[dict[str, Any]]:
+             on_flow: Callable[[str, str], None] | None = None, quiet: bool = True,
+             **wanted: Any) -> Iterator[dict[str, Any]]:
     """The report (``render.report``) of each capture, in order: with one job, one capture or
     stdin among them, made here, one at a time, each flow going to ``on_flow(capture, text)`` as
     it completes; else by ``jobs`` worker processes (default: the usable cores), the flows in the
-    reports. Bad options fail here, before any capture is read."""
+    reports. Bad options fail here, before any capture is read. Unless ``quiet``, a capture read
+    here shows a progress line on a terminal (``cli.progress``)."""
     resolve_profile(profile, extensions)  # a bad extension file: one line, before any output
     _check_options(select, ignore, input_format)
     names = files or ("-",)
@@ -54,9 +69,27 @@ def _reports(files: tuple[str, ...], jobs: int | None, profile: str, extensions:
     jobs = jobs or usable_cores()
     if jobs == 1 or len(names) == 1 or "-" in names:
         for name in names:
-            yield analyze_capture(name, **options, prefetch=None, on_flow=on_flow)
+            with _progress(name, quiet) as progress:
+                report = analyze_capture(name, **options, prefetch=None, on_flow=on_flow, on_progress=progress)
+            yield report
     else:
         yield from map_ordered(partial(analyze_capture, **options), names, jobs)
+
+
+@contextmanager
+def _progress(label: str, quiet: bool) -> Iterator[ProgressLine | None]:
+    """A progress line for one capture (None when not shown), erased when it is done."""
+    line = ProgressLine.for_terminal(label, quiet)
+    try:
+        yield line
+    finally:
+        if line is not None:
+            line.close()
+
+
+def _quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", "-q", is_flag=True,
+                        help="No progress line on stderr (shown on a terminal for inputs of 8 MB or more).")(f)
 
 
 def _input_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -155,6 +188,58 @@ class _AnalyzeOutput:
         self.opened = False
 
 
+MERMAID_FLOWS = 10  # flows drawn at most in one diagram (GitHub renders up to 50,000 characters)
+
+
+def _drawing(fmt: str, files: tuple[str, ...], wanted: FlowFilter, quiet: bool, profile: str,
+             extensions: tuple[str, ...], input_format: str | None) -> None:
+    """``--format perfetto`` (one timeline of every capture) or ``--format mermaid`` (a diagram per
+    capture): both need the flows themselves, so the captures are analysed here, one by one."""
+    resolve_profile(profile, extensions)
+    _check_options((), (), input_format)
+    writer = PerfettoWriter()
+    failures: list[str] = []
+    for name in files or ("-",):
+        analysis = next(_analyses((name,), profile, extensions, input_format))
+        with _progress(name, quiet) as progress:
+            analysis.on_progress = progress
+            if fmt == "perfetto":
+                timeline = writer.capture(analysis.capture.name)
+                for flow in analysis.flows():
+                    if wanted(flow):
+                        timeline.add_flow(flow)
+                timeline.finish(analysis.findings, analysis.state)
+            else:
+                diagram = sequence_diagram(_diagram_flows(analysis, wanted), analysis.capture.name, limit=MERMAID_FLOWS)
+                echo(markdown_block(diagram).rstrip("\n"))
+        failures += _unreadable((s.error, s.lines) for s in analysis.files)
+    if fmt == "perfetto":
+        writer.write(sys.stdout)
+    _fail_if(failures)
+
+
+def _diagram_flows(analysis: Analysis, wanted: FlowFilter) -> Iterator[tuple[Flow, list[Finding]]]:
+    """The flows a diagram shows, with their findings: those the filters select, or by default the
+    flows with findings. Findings the rules make only at the end of the capture name earlier flows,
+    so a file is read twice for those (stdin: only the findings made as flows completed)."""
+    selected = wanted != FlowFilter()
+    if selected or analysis.capture.inputs[0].path is None:
+        for flow in analysis.flows():
+            found = analysis.findings_of(flow)
+            if wanted(flow) if selected else found:
+                yield flow, found
+        return
+    analysis.run()
+    by_flow: dict[int, list[Finding]] = {}
+    for f in analysis.findings:
+        if f.flow is not None:
+            by_flow.setdefault(f.flow, []).append(f)
+    again = Analysis(analysis.capture, analysis.profile, input_format=analysis.input_format)
+    for flow in again.flows():
+        if flow.index in by_flow:
+            yield flow, by_flow[flow.index]
+
+
 @click.command()
 @_input_options
 @click.option("--flow", "number", type=int, help="Only flow number N.")
@@ -163,17 +248,24 @@ class _AnalyzeOutput:
 @click.option("--function", help="Only flows of this function (name or its end, e.g. CALL_WITH_REGD_ARG).")
 @click.option("--since", type=float, metavar="SECONDS", help="Only flows starting at or after this time.")
 @click.option("--until", type=float, metavar="SECONDS", help="Only flows starting at or before this time.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
+              help="Write to this file instead of stdout (for --format perfetto: the trace to open).")
 @_jobs_option
+@_quiet_option
 @profile_options
-@format_option("table", "json", "jsonl")
+@format_option("table", "json", "jsonl", "perfetto", "mermaid")
 def analyze(files: tuple[str, ...], input_format: str | None, number: int | None, task: str | None,
-            thread: int | None, function: str | None, since: float | None, until: float | None, jobs: int | None,
-            profile: str, extensions: tuple[str, ...], fmt: str) -> None:
+            thread: int | None, function: str | None, since: float | None, until: float | None, output: str,
+            jobs: int | None, quiet: bool, profile: str, extensions: tuple[str, ...], fmt: str) -> None:
     """Rebuild the call flows of traces: each SMC with its RPC round trips, OP-TEE thread,
     timing and result, with the findings inline, then a summary per capture.
 
     A directory is one capture (its ftrace, dmesg and console files read together); each file
     argument is a capture of its own.
+
+    --format perfetto writes a timeline for ui.perfetto.dev or chrome://tracing; --format
+    mermaid draws the flows with findings (or those the filters select, at most 10) as a Mermaid
+    sequence diagram. Both run the captures one after the other, in this process.
 
     \b
     Examples:
@@ -181,15 +273,38 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
       smcwire analyze capture-dir/ --function CALL_WITH_REGD_ARG
       smcwire analyze trace.txt --format jsonl > flows.jsonl
       smcwire analyze captures/*.txt --jobs 4 --format jsonl
+      smcwire analyze trace.txt --format perfetto -o trace.json
+      smcwire analyze capture-dir/ --format mermaid --flow 7
     """
+    wanted = FlowFilter(number, task, thread, function, since, until)
+    with _output_to(output):
+        if fmt in ("perfetto", "mermaid"):
+            _drawing(fmt, files, wanted, quiet, profile, extensions, input_format)
+        else:
+            _flows_out(fmt, files, wanted, jobs, quiet, profile, extensions, input_format)
+
+
+@contextmanager
+def _output_to(path: str) -> Iterator[None]:
+    """stdout, or the file ``path`` in its place (``-``: stdout)."""
+    if path == "-":
+        yield
+        return
+    with open(path, "w", encoding="utf-8") as out, redirect_stdout(out):
+        yield
+
+
+def _flows_out(fmt: str, files: tuple[str, ...], wanted: FlowFilter, jobs: int | None, quiet: bool, profile: str,
+               extensions: tuple[str, ...], input_format: str | None) -> None:
+    """``analyze --format table|json|jsonl``."""
     # --format json streams its one document too: a flow a line, as flows complete
     if fmt == "json":
         echo(f'{{"schema": {render_flows.SCHEMA}, "captures": [')
     out = _AnalyzeOutput(fmt)
     failures: list[str] = []
     for report in _reports(files, jobs, profile, extensions, input_format=input_format, on_flow=out.flow,
-                           flows="table" if fmt == "table" else "jsonl",
-                           flow_filter=FlowFilter(number, task, thread, function, since, until)):
+                           quiet=quiet or sys.stdout.isatty(),  # no progress line among flows on a terminal
+                           flows="table" if fmt == "table" else "jsonl", flow_filter=wanted):
         failures += _failures(report)
         for text in report["flows"] or ():  # made by a worker process
             out.flow(report["capture"], text)
@@ -206,10 +321,12 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
 @click.option("--select", multiple=True, metavar="RULE", help="Run only these rules (repeatable).")
 @click.option("--ignore", multiple=True, metavar="RULE", help="Do not run these rules (repeatable).")
 @_jobs_option
+@_quiet_option
 @profile_options
 @format_option("table", "json", "jsonl")
 def check(files: tuple[str, ...], input_format: str | None, fail_on: str, select: tuple[str, ...],
-          ignore: tuple[str, ...], jobs: int | None, profile: str, extensions: tuple[str, ...], fmt: str) -> None:
+          ignore: tuple[str, ...], jobs: int | None, quiet: bool, profile: str, extensions: tuple[str, ...],
+          fmt: str) -> None:
     """Report ABI misuse found in traces; exit 1 when a finding at or above --fail-on exists.
 
     Exit status: 0 no finding at or above --fail-on, 1 such findings, 2 bad usage or input.
@@ -224,7 +341,7 @@ def check(files: tuple[str, ...], input_format: str | None, fail_on: str, select
     all_findings: list[dict[str, Any]] = []
     summaries = []
     failures: list[str] = []
-    for report in _reports(files, jobs, profile, extensions, select, ignore, input_format):
+    for report in _reports(files, jobs, profile, extensions, select, ignore, input_format, quiet=quiet):
         failures += _failures(report)
         if report["error"]:
             continue
@@ -251,9 +368,10 @@ def check(files: tuple[str, ...], input_format: str | None, fail_on: str, select
 @click.command()
 @_input_options
 @_jobs_option
+@_quiet_option
 @profile_options
 @format_option("table", "json")
-def stats(files: tuple[str, ...], input_format: str | None, jobs: int | None, profile: str,
+def stats(files: tuple[str, ...], input_format: str | None, jobs: int | None, quiet: bool, profile: str,
           extensions: tuple[str, ...], fmt: str) -> None:
     """Calls per function, latency percentiles, RPCs per type, ETHREAD_LIMIT, peak concurrency.
 
@@ -264,7 +382,7 @@ def stats(files: tuple[str, ...], input_format: str | None, jobs: int | None, pr
     """
     results = []
     failures: list[str] = []
-    for report in _reports(files, jobs, profile, extensions, input_format=input_format, stats=True):
+    for report in _reports(files, jobs, profile, extensions, input_format=input_format, stats=True, quiet=quiet):
         failures += _failures(report)
         if report["error"]:
             continue

@@ -16,7 +16,14 @@ from ..sources.reader import TraceReader
 from ..sources.recipes import ARCHES, KERNELS
 from ..sources.recipes import tracing_setup as recipe
 from ..sources.regset import smc_registers
-from .common import EXIT_FINDINGS, InputFailure, emit, format_option, profile_options, resolve_profile
+from .common import (
+    EXIT_FINDINGS,
+    InputFailure,
+    emit,
+    format_option,
+    profile_options,
+    resolve_profile,
+)
 
 
 def _reader(files: tuple[str, ...], input_format: str | None) -> TraceReader:

@@ -33,6 +33,7 @@ from ..pipeline import Analysis, captures
 from ..rules.catalog import RULES
 from ..sources.formats import format_names
 from ..sources.io import InputFileError
+from ..sources.reader import Progress
 from .flows import finding_json, flow_jsonl, flow_text
 
 # how analyze shows a flow, by --format: the flow and the findings the rules made when it completed
@@ -76,13 +77,14 @@ def check_options(select: Iterable[str] = (), ignore: Iterable[str] = (), input_
 def analyze_capture(name: str, profile: str = DEFAULT_PROFILE, extensions: tuple[str, ...] = (),
                     select: tuple[str, ...] = (), ignore: tuple[str, ...] = (), input_format: str | None = None,
                     flows: str | None = None, flow_filter: FlowFilter | None = None, stats: bool = False,
-                    prefetch: bool | None = False,
-                    on_flow: Callable[[str, str], None] | None = None) -> dict[str, Any]:
+                    prefetch: bool | None = False, on_flow: Callable[[str, str], None] | None = None,
+                    on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
     """The report of the capture ``name`` (a file, a directory or ``-``), laid out in the module
     docstring. ``flows`` renders the flows in that ``FLOW_FORMATS`` format, those ``flow_filter``
     passes, into ``"flows"``, or, given ``on_flow``, hands each to it as it completes, as
     ``on_flow(capture, text)`` (nothing kept).
-    ``prefetch`` as ``Analysis``'s: False suits a worker process (a daemonic one cannot fork).
+    ``prefetch`` and ``on_progress`` as ``Analysis``'s: False suits a worker process (a daemonic
+    one cannot fork).
     Bad options (profile, extension file, rule, input format) raise; a capture that cannot be
     analysed gives ``"error"``."""
     check_options(select, ignore, input_format)
@@ -96,7 +98,8 @@ def analyze_capture(name: str, profile: str = DEFAULT_PROFILE, extensions: tuple
         report["error"] = str(e) if isinstance(e, InputFileError) else f"{name}: {e}"
         return report
     report["capture"] = capture.name  # a directory's without its trailing slash
-    analysis = Analysis(capture, prof, frozenset(select) or None, frozenset(ignore), input_format, prefetch=prefetch)
+    analysis = Analysis(capture, prof, frozenset(select) or None, frozenset(ignore), input_format, prefetch=prefetch,
+                        on_progress=on_progress)
     collector = analysis.stats = StatsCollector() if stats else None
     if render is None:
         analysis.run()
