@@ -99,10 +99,12 @@ def test_legacy_alloc_cookie_is_tracked(tmp_path):
 
 def test_ethread_limit_retries_join_the_flow(tmp_path):
     # an edited copy of the probe trace: the first call answered ETHREAD_LIMIT, then retried
-    lines = lines_of(PROBE)
+    lines = lines_of(PROBE)  # times in order: a retry is a new SMC, not the first begin printed again
     begin, end = lines[12], lines[13]
-    refused = end.replace(b"ret (ffff0004, 0, 0, 0)", b"ret (1, e597b220, 8000000100, 0)")
-    edited = lines[:12] + [begin, refused] + lines[12:]
+    refused = end.replace(b"ret (ffff0004, 0, 0, 0)", b"ret (1, e597b220, 8000000100, 0)").replace(
+        b"1.769791", b"1.766650")
+    retry = begin.replace(b"1.766597", b"1.766700")
+    edited = lines[:12] + [begin, refused, retry] + lines[13:]
     flows, state, events = track(tmp_path / "t.txt", b"\n".join(edited))
     assert in_flows(flows) == events
     assert flows[0].retries == 1 and flows[0].result_name == "OPTEE_SMC_RETURN_OK" and state.ethread_limit == 1

@@ -118,6 +118,16 @@ def _summary_text(summary: dict[str, Any]) -> str:
                      f"{f['foreign']} foreign, {f['malformed']} malformed"
                      + (f"; could not be read further ({f['error']})" if f["error"] else ""))
     lines.extend(f"   {replay}" for replay in summary["replays"])
+    repeated, gaps = summary["repeated_lines"], summary["discontinuities"]
+    if repeated["count"] or gaps["count"]:
+        first = repeated["first"][0] if repeated["first"] else None
+        seen = [f"repeated lines skipped {repeated['count']}" + (f" (first at {first['file']}:{first['line']})"
+                                                                  if first else "")]
+        if gaps["count"]:
+            at = gaps["first"][0]
+            seen.append(f"discontinuities {gaps['count']} (time went back at {at['file']}:{at['line']}: "
+                        f"{at['from'] / 1e9:.6f} s -> {at['to'] / 1e9:.6f} s; flows in flight there are cut)")
+        lines.append("   " + ", ".join(seen))
     missing: dict[str, list[str]] = {}
     for item in summary["not_run"]:
         missing.setdefault(item["missing"], []).append(item["rule"])

@@ -13,17 +13,21 @@ from dataclasses import dataclass, field
 from ..codec.decode import Call, Return
 from ..model.events import Event, OpteeMessage, SmcCall, SmcReturn
 
+DISCONTINUITY = "discontinuity at "  # Flow.incomplete of flows cut where time went back, then "FILE:LINE"
+
 
 @dataclass(slots=True)
 class Step:
     """One SMC: entry and return, decoded; ``also`` holds the same SMC seen by another source
-    (a kprobe line for a tracepoint's begin, a kretprobe line for its end)."""
+    (a kprobe line for a tracepoint's begin, a kretprobe line for its end); ``gap`` says why the
+    entry or the return is missing (the reasons of ``Flow.incomplete``)."""
 
     call: SmcCall | None
     ret: SmcReturn | None
     decoded: Call | None
     answer: Return | None
     also: list[Event] = field(default_factory=list)
+    gap: str | None = None
 
     @property
     def start(self) -> int | None:
@@ -75,9 +79,13 @@ class Flow:
     cpus: list[int] = field(default_factory=list)
     thread: int | None = None  # the OP-TEE thread that ran it (a3 of its RPCs), None if unseen
     retries: int = 0  # ETHREAD_LIMIT answers followed by a retry
-    incomplete: str | None = None  # why the flow is cut: "trace start", "trace end", "lost events"
+    # why the flow is cut: "trace end", "no begin" (the capture began inside it), "lost events", "discontinuity at
+    # FILE:LINE" (time went back there), "no end", "missing begin", "unanswered", "no return probe", "trace start"
+    # (another CPU's events begin later, its ring buffer overwrote the earlier ones)
+    incomplete: str | None = None
     console: list[OpteeMessage] = field(default_factory=list)  # OP-TEE log lines of its thread, in its time
     findings: list[str] = field(default_factory=list)  # rule ids of findings about this flow
+    segment: int = 0  # the discontinuities (time going back) before its first event: times compare within one
     # fixed by the first step, which never changes
     a0: int | None = field(init=False)  # the function ID of the first call (None: a return without entry)
     function: str | None = field(init=False)  # its name, None when unknown

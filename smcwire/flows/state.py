@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ..model.events import DriverMessage, Event, OpteeMessage, TfaMessage
 
 Where = tuple[str, int]  # (file, line)
+NOTED = 64  # repeated lines and discontinuities listed (all are counted)
 
 
 @dataclass(slots=True)
@@ -18,6 +19,7 @@ class Fact:
     value: int
     evidence: list[Where]
     source: str  # e.g. "OPTEE_SMC_EXCHANGE_CAPABILITIES", "dmesg"
+    segment: int = 0  # the discontinuities before it (Flow.segment): it holds for the flows of that segment
 
 
 @dataclass(slots=True)
@@ -45,6 +47,7 @@ class TraceState:
     in_flight: int = 0  # yielding flows started and not finished
     peak_in_flight: int = 0
     peak_in_flight_at: Where | None = None
+    peak_in_flight_segment: int = 0  # the segment (Flow.segment) of that peak
     # the fewest yielding calls inside OP-TEE (the refused one included) when it answered ETHREAD_LIMIT:
     # OP-TEE has fewer threads than that
     refused_with: int | None = None
@@ -57,12 +60,15 @@ class TraceState:
     cookie_anomalies: list[tuple[str, int, Where, Where | None]] = field(default_factory=list)
     shm_cache_enabled: Where | None = None  # ENABLE_SHM_CACHE answered OK: OP-TEE keeps RPC buffers
     lost: list[tuple[str, int, int | None]] = field(default_factory=list)  # (file, line, cpu) of LOST markers
+    duplicates: int = 0  # SMC events skipped as repeats of a recent identical one (a line printed twice)
+    duplicates_at: list[Where] = field(default_factory=list)  # the first NOTED of them
+    discontinuities: int = 0  # times the trace's time went back: flows in flight were cut there
+    # the first NOTED: (file, line, time before, time at that line), nanoseconds
+    discontinuities_at: list[tuple[str, int, int, int]] = field(default_factory=list)
     fast_calls_seen: bool = False  # the capture has fast calls (a kprobe on the SMC entry)
     tracepoints_seen: bool = False  # the capture has the optee tracepoints
     has_returns: bool = False  # SMC results are in the capture
     kprobe_returns_seen: bool = False  # a return probe on the SMC entry is in the capture
-    first_event: dict[str, int] = field(default_factory=dict)  # file -> first SMC event line
-    first_entry: dict[tuple[str, int | None], int] = field(default_factory=dict)  # (file, CPU) -> first SMC entry line
     calls_seen: dict[str, Where] = field(default_factory=dict)  # function name -> its first call (answered or not)
     # name of a function that makes no RPCs (fast calls, RESERVE_SYS_THREAD…) -> (status name, fields, where)
     # of its latest answer

@@ -139,6 +139,11 @@ def summary(analysis: Analysis) -> dict[str, Any]:
         "peak_in_flight": state.peak_in_flight,
         "thread_count": state.thread_count.value if state.thread_count else None,
         "ethread_limit": state.ethread_limit, "lost_markers": len(state.lost), "replays": analysis.replays,
+        "repeated_lines": {"count": state.duplicates,
+                           "first": [{"file": f, "line": n} for f, n in state.duplicates_at[:1]]},
+        "discontinuities": {"count": state.discontinuities,
+                            "first": [{"file": f, "line": n, "from": before, "to": at}
+                                      for f, n, before, at in state.discontinuities_at[:8]]},
         "files": [{"file": s.file, "format": s.format, "lines": s.lines, "event_lines": s.event_lines,
                    "foreign": s.foreign, "malformed": s.malformed, "error": s.error} for s in analysis.files],
     }

@@ -36,8 +36,8 @@ from ..abi.optee import (
     OPTEE_SMC_RPC_FUNC_FREE,
 )
 from ..abi.profiles import Profile
-from ..flows.model import Finding, Flow, Step
-from ..flows.state import TraceState, Where
+from ..flows.model import DISCONTINUITY, Finding, Flow, Step
+from ..flows.state import Fact, TraceState, Where
 from .catalog import Rule
 
 M32 = 0xFFFFFFFF
@@ -125,6 +125,22 @@ def lost_marker(state: TraceState, file: str, cpus: Iterable[int | None], after:
                 and (cpu is None or cpu in wanted or not wanted):
             return lost_file, line
     return None
+
+
+def discontinuity(reason: str | None) -> str | None:
+    """"FILE:LINE" where time went back, when that is the ``reason`` a flow or step was cut; else None."""
+    return reason[len(DISCONTINUITY):] if reason is not None and reason.startswith(DISCONTINUITY) else None
+
+
+JUMP = "time went back there (two captures in one file, or a garbled timestamp)"
+OVERWRITTEN = "the events of another CPU begin after it in the trace, so that CPU's ring buffer may have overwritten " \
+    "the missing event (a capture artefact)"
+
+
+def in_segment(fact: Fact | None, segment: int) -> Fact | None:
+    """``fact`` if it was learned in ``segment`` (``Flow.segment``): after time goes back the trace
+    may hold another run, with facts of its own."""
+    return fact if fact is not None and fact.segment == segment else None
 
 
 def status_of(step: Step) -> int | None:

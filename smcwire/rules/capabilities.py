@@ -26,6 +26,8 @@ from .base import (
     answered,
     at,
     call_where,
+    in_segment,
+    lost_marker,
     name,
     ret_where,
     who,
@@ -91,10 +93,25 @@ class CallBeforeExchange(Check):
         return file, uid
 
     def finish(self, state: TraceState) -> Iterable[Finding]:
-        out = [self.finding(f"{name(f)} at {at(call_where(f.first))} by {who(f)} comes after the probe's CALLS_UID "
-                            f"at {at(probe)} but before EXCHANGE_CAPABILITIES: the normal world cannot know yet "
-                            "whether OP-TEE supports it (Linux makes no such call before the exchange); "
-                            f"{answered(f.first)}.", call_where(f.first), f) for f, probe in self._suspects]
+        out = []
+        for flow, probe in self._suspects:
+            where = call_where(flow.first)
+            text = f"{name(flow)} at {at(where)} by {who(flow)} comes after the probe's CALLS_UID at {at(probe)} but " \
+                   "before EXCHANGE_CAPABILITIES"
+            gap = lost_marker(state, where[0], (), after=probe[1])  # a CPU's marker comes before its next event
+            jump = next(((f, line) for f, line, *_ in state.discontinuities_at
+                         if f == where[0] and probe[1] < line <= where[1]), None)
+            if gap is not None:
+                out.append(self.finding(f"{text}, but events were lost in between ({at(gap)}), so the exchange may "
+                                        "be among them.", where, flow, "info"))
+            elif jump is not None:
+                out.append(self.finding(f"{text}, but the trace's time went back in between ({at(jump)}: two captures "
+                                        "in one file, or a garbled timestamp), so the exchange may be missing.",
+                                        where, flow, "info"))
+            else:
+                out.append(self.finding(f"{text}: the normal world cannot know yet whether OP-TEE supports it (Linux "
+                                        f"makes no such call before the exchange); {answered(flow.first)}.", where,
+                                        flow))
         self._suspects.clear()
         return out
 
@@ -106,7 +123,7 @@ class RpcArgWithoutCap(Check):
     functions = RPC_ARG_CALLS
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
-        caps = state.sec_caps
+        caps = in_segment(state.sec_caps, flow.segment)
         if caps is None or caps.value & RPC_ARG:
             return ()
         where = call_where(flow.first)
@@ -132,9 +149,9 @@ class RegdArgWithoutDynamicShm(Check):
         self._probed: Where | None = None
         self._pending: tuple[Flow, int] | None = None  # the first undecided flow, and how many there were
 
-    def _verdict(self, state: TraceState) -> tuple[bool, Where] | None:
+    def _verdict(self, state: TraceState, segment: int) -> tuple[bool, Where] | None:
         """(dynamic SHM negotiated?, the line that tells), or None if unknown."""
-        caps = state.sec_caps
+        caps = in_segment(state.sec_caps, segment)
         if caps is not None:
             return bool(caps.value & DYNAMIC_SHM), caps.evidence[0]
         if len(state.messages) > self._read:
@@ -148,7 +165,7 @@ class RegdArgWithoutDynamicShm(Check):
         return (True, dmesg) if dmesg is not None else (False, self._probed)
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
-        verdict = self._verdict(state)
+        verdict = self._verdict(state, flow.segment)
         if verdict is None:
             first, count = self._pending or (flow, 0)
             self._pending = (first, count + 1)
@@ -156,10 +173,12 @@ class RegdArgWithoutDynamicShm(Check):
         return () if verdict[0] else (self._finding(flow, verdict[1], 1, state),)
 
     def finish(self, state: TraceState) -> Iterable[Finding]:
-        verdict = self._verdict(state)
-        if self._pending is None or verdict is None or verdict[0]:
+        if self._pending is None:
             return ()
         flow, count = self._pending
+        verdict = self._verdict(state, flow.segment)
+        if verdict is None or verdict[0]:
+            return ()
         return (self._finding(flow, verdict[1], count, state),)
 
     def _finding(self, flow: Flow, evidence: Where, count: int, state: TraceState) -> Finding:
@@ -167,7 +186,8 @@ class RegdArgWithoutDynamicShm(Check):
         without "dynamic shared memory is enabled")."""
         where = call_where(flow.first)
         more = f" (and {count - 1} more such calls)" if count > 1 else ""
-        why = caps_text(state.sec_caps) if state.sec_caps is not None else (
+        caps = in_segment(state.sec_caps, flow.segment)
+        why = caps_text(caps) if caps is not None else (
             f"the driver's probe (\"initialized driver\" at {at(evidence)}) never said \"dynamic shared memory is "
             "enabled\"")
         return self.finding(f"{name(flow)} at {at(where)} by {who(flow)}{more} names registered shared memory, "
@@ -221,7 +241,7 @@ class ShmCacheWithRpcArg(Check):
     functions = frozenset({ENABLE_SHM_CACHE})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
-        caps, count = state.sec_caps, state.rpc_param_count
+        caps, count = in_segment(state.sec_caps, flow.segment), in_segment(state.rpc_param_count, flow.segment)
         if caps is None or not caps.value & RPC_ARG or count is None or count.value == 0:
             return ()
         where = call_where(flow.first)
@@ -279,7 +299,7 @@ class AsyncNotifWithoutCap(Check):
     functions = frozenset({ENABLE_ASYNC_NOTIF, GET_ASYNC_NOTIF_VALUE})
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
-        caps = state.sec_caps
+        caps = in_segment(state.sec_caps, flow.segment)
         if caps is None or caps.value & ASYNC_NOTIF:
             return ()
         where = call_where(flow.first)

@@ -13,14 +13,37 @@ from collections.abc import Iterable
 from ..abi.optee import OPTEE_SMC_RETURN_ERESUME, OPTEE_SMC_RPC_FUNC_FOREIGN_INTR
 from ..abi.profiles import Profile
 from ..flows.model import Finding, Flow, RpcTrip
-from ..flows.state import TraceState
-from .base import M32, RETURN_FROM_RPC, Check, answered, at, call_where, lost_marker, name, ret_where, status_of, who
+from ..flows.state import TraceState, Where
+from .base import (
+    JUMP,
+    M32,
+    OVERWRITTEN,
+    RETURN_FROM_RPC,
+    Check,
+    answered,
+    at,
+    call_where,
+    discontinuity,
+    lost_marker,
+    name,
+    ret_where,
+    status_of,
+    who,
+)
 from .catalog import RULES_BY_ID
 
 
 def _rpc(trip: RpcTrip) -> str:
     return f"RPC {trip.function or hex(0xFFFF0000 | trip.func)} from OP-TEE thread {trip.thread} " \
            f"at {at(ret_where(trip.request))}"
+
+
+def _lost_between(state: TraceState, trip: RpcTrip, flow: Flow) -> Where | None:
+    """A LOST marker between an RPC request and the RETURN_FROM_RPC taken as its answer."""
+    request, reply = trip.request.ret, trip.reply
+    if request is None or reply is None or reply.call is None:
+        return None
+    return lost_marker(state, request.file, flow.cpus, after=request.line, before=reply.call.line)
 
 
 class ResumeWithoutRpc(Check):
@@ -31,9 +54,13 @@ class ResumeWithoutRpc(Check):
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
-        self._threads: set[int] = set()  # OP-TEE thread ids seen in RPC requests
+        self._threads: set[int] = set()  # OP-TEE thread ids seen in RPC requests of the segment
+        self._segment = 0
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
+        if flow.segment != self._segment:
+            self._segment = flow.segment
+            self._threads.clear()
         if flow.function != RETURN_FROM_RPC:
             if flow.thread is not None:
                 self._threads.add(flow.thread)
@@ -54,7 +81,11 @@ class ResumeWithoutRpc(Check):
         if flow.incomplete == "lost events" or gap is not None:
             return (self.finding(f"{text}: events were lost before it ({at(gap) if gap else 'on its CPU'}), "
                                  "so the RPC request is probably among them.", where, flow, "info"),)
-        if thread not in self._threads:
+        jump = discontinuity(flow.incomplete)
+        if jump is not None:
+            return (self.finding(f"{text}; {answer}: its task's SMCs before it precede the discontinuity at {jump} "
+                                 f"({JUMP}), so the RPC request is probably before it.", where, flow, "info"),)
+        if flow.incomplete != "missing begin" or thread not in self._threads:
             return (self.finding(f"{text}; {answer}: the RPC that suspended thread {thread} predates the "
                                  "capture (a capture artefact).", where, flow, "info"),)
         return (self.finding(f"{text}; {answer}, although the trace shows thread {thread}'s earlier RPCs: the "
@@ -76,11 +107,16 @@ class ResumeThreadMismatch(Check):
             resumed = reply.decoded.fields.get("thread_id")
             if resumed is None or resumed == trip.thread:
                 continue
+            text = f"RETURN_FROM_RPC at {at(call_where(reply))} by {who(flow)} passes a3 = {resumed}, but it " \
+                   f"answers the {_rpc(trip)}"
+            gap = _lost_between(state, trip, flow)
+            if gap is not None:
+                out.append(self.finding(f"{text}; events were lost in between ({at(gap)}), so it may answer a later "
+                                        "RPC among them.", call_where(reply), flow, "info"))
+                continue
             consequence = "OP-TEE answers ERESUME when that thread is not suspended (thread_resume_from_rpc, S4; " \
                           "Xen X10), and resumes the wrong call when it is"
-            out.append(self.finding(f"RETURN_FROM_RPC at {at(call_where(reply))} by {who(flow)} passes a3 = "
-                                    f"{resumed}, but it answers the {_rpc(trip)}: {consequence}; {answered(reply)}.",
-                                    call_where(reply), flow))
+            out.append(self.finding(f"{text}: {consequence}; {answered(reply)}.", call_where(reply), flow))
         return out
 
 
@@ -113,7 +149,13 @@ class ResumeInfoNotPreserved(Check):
                     ((regs[1] ^ request.regs[1]) | (regs[2] ^ request.regs[2])) & M32:
                 changed.append(f"a1:a2 = {regs[1] & M32:#x}:{regs[2] & M32:#x} where the request had "
                                f"{request.regs[1] & M32:#x}:{request.regs[2] & M32:#x}")
-            if changed:
+            gap = _lost_between(state, trip, flow) if changed else None
+            if gap is not None:
+                out.append(self.finding(
+                    f"RETURN_FROM_RPC at {at(call_where(reply))} by {who(flow)}, answering the {_rpc(trip)}, changes "
+                    f"resume information ({'; '.join(changed)}), but events were lost in between ({at(gap)}), so it "
+                    "may answer a later RPC among them.", call_where(reply), flow, "info"))
+            elif changed:
                 out.append(self.finding(
                     f"RETURN_FROM_RPC at {at(call_where(reply))} by {who(flow)}, answering the {_rpc(trip)}, "
                     f"changes resume information: {'; '.join(changed)}. optee_smc.h requires a3-a7 (a1-a7 after "
@@ -139,6 +181,9 @@ class RpcUnanswered(Check):
             return (self.finding(f"{text}: the task's next SMC was not its RETURN_FROM_RPC, so OP-TEE thread "
                                  f"{trip.thread} stays suspended and is lost to every later call (optee_os "
                                  "thread_rpc).", where, flow),)
+        if flow.incomplete == "trace start":
+            return (self.finding(f"{text}, and its task's next SMC was no RETURN_FROM_RPC: {OVERWRITTEN}.", where,
+                                 flow, "info"),)
         why = "the capture stopped while" if flow.incomplete == "trace end" else \
             f"the trace shows no RETURN_FROM_RPC for it ({flow.incomplete}):"
         return (self.finding(f"{text}, and {why} OP-TEE thread {trip.thread} was suspended, waiting for the normal "

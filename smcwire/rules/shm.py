@@ -33,6 +33,17 @@ def _probe_seen(state: TraceState) -> bool:
     return state.exchange_seen is not None
 
 
+def _damage(state: TraceState) -> str | None:
+    """What makes the capture miss events since the probe (lost events, time going back), if anything:
+    an ALLOC, FREE or ENABLE_SHM_CACHE may be among them."""
+    if state.lost:
+        return f"events were lost ({at(state.lost[0][:2])})"
+    if state.discontinuities:
+        file, line = state.discontinuities_at[0][:2] if state.discontinuities_at else ("?", 0)
+        return f"the trace's time went back at {file}:{line} (two captures in one file, or a garbled timestamp)"
+    return None
+
+
 class RpcAllocFailed(Check):
     """RPC ALLOC answered with address 0 or a misaligned one."""
 
@@ -116,6 +127,10 @@ class ShmNeverFreed(Check):
         if not _probe_seen(state):
             return ("the capture does not show whether the SHM cache is on, and Linux enables it whenever it "
                     "uses RPC ALLOC (no RPC_ARG), in which case OP-TEE keeps the buffer")
+        damage = _damage(state)
+        if damage is not None:
+            return f"{damage}, so the RPC FREE, or an ENABLE_SHM_CACHE that keeps the buffer, may be among the " \
+                "missing events"
         return ""
 
     def _finding(self, why: str, cookies: list[Cookie]) -> Finding:
@@ -200,6 +215,11 @@ class ShmUnknownCookie(_Anomalies):
     rule = RULES_BY_ID["SMC034"]
     traits = frozenset({"rpc_free", "rpc_shm_cmd"})
     kind = "unknown_free"
+    _NAMED = 64  # unknown cookies remembered: a CMD naming one already reported is not reported again
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        self._named: dict[int, None] = {}
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
         out = list(super().on_flow(flow, state))
@@ -213,16 +233,24 @@ class ShmUnknownCookie(_Anomalies):
                 if cookie == 0 and with_arg:
                     out.append(self._no_buffer(trip, flow, state))
                 elif cookie and cookie not in allocated and cookie not in state.cookies \
-                        and cookie not in state.freed:
+                        and cookie not in state.freed and cookie not in self._named:
                     out.append(self.report(cookie, ret_where(trip.request), None, flow, state, "CMD"))
+                    self._named[cookie] = None
+                    if len(self._named) > self._NAMED:
+                        del self._named[next(iter(self._named))]
         return out
 
     def report(self, cookie: int, where: Where, before: Where | None, flow: Flow | None,
                state: TraceState, what: str = "FREE") -> Finding:
-        text = f"RPC {what} at {at(where)} names cookie {cookie:#x}, which no RPC ALLOC in the capture handed out"
+        text = f"RPC {what} at {at(where)} names cookie {cookie:#x}, which no RPC ALLOC in the capture handed out" + \
+            (" (later CMDs naming it are not reported)" if what == "CMD" else "")
         if not _probe_seen(state) or lost_marker(state, where[0], flow.cpus if flow else ()) is not None:
             return self.finding(f"{text}; the capture does not hold everything since the driver probe, so the "
                                 "ALLOC may predate it.", where, flow, "info")
+        damage = _damage(state)
+        if damage is not None:
+            return self.finding(f"{text}; {damage}, so the ALLOC may be among the missing events.", where, flow,
+                                "info")
         return self.finding(f"{text}, although it holds everything since the driver probe: Linux would use "
                             "reg_pair_to_ptr(a1, a2) as a struct tee_shm pointer (Xen: \"Can't find SHM-RPC with "
                             "cookie\", X11).", where, flow)

@@ -16,7 +16,7 @@ from ..abi.profiles import Profile
 from ..abi.proposals import SEC_CAP_BITS_SYSINV
 from ..flows.model import Finding, Flow
 from ..flows.state import TraceState, Where
-from .base import Check, answered, at, call_where, name, ret_where, who
+from .base import Check, answered, at, call_where, in_segment, name, ret_where, who
 from .capabilities import NO_EXCHANGE, SYSTEM_CALLS, caps_text
 from .catalog import RULES_BY_ID
 from .threads import GET_THREAD_COUNT
@@ -50,7 +50,7 @@ class SysinvWithoutCap(Check):
     functions = SYSTEM_CALLS
 
     def on_flow(self, flow: Flow, state: TraceState) -> Iterable[Finding]:
-        caps = state.sec_caps
+        caps = in_segment(state.sec_caps, flow.segment)
         if caps is None or caps.value & SYSTEM_THREAD:
             return ()
         where = call_where(flow.first)

@@ -15,7 +15,7 @@ from ..abi.optee import OPTEE_SMC_RETURN_ETHREAD_LIMIT
 from ..abi.profiles import Profile
 from ..flows.model import Finding, Flow
 from ..flows.state import TraceState, Where
-from .base import Check, at, call_where, name, ret_where, who
+from .base import Check, at, call_where, in_segment, lost_marker, name, ret_where, who
 from .catalog import RULES_BY_ID
 
 GET_THREAD_COUNT = "OPTEE_SMC_GET_THREAD_COUNT"
@@ -36,9 +36,16 @@ class ThreadsExceeded(Check):
     traits = frozenset[str]()  # judged at the end only
 
     def finish(self, state: TraceState) -> Iterable[Finding]:
-        count, peak, where = state.thread_count, state.peak_in_flight, state.peak_in_flight_at
+        count = in_segment(state.thread_count, state.peak_in_flight_segment)
+        peak, where = state.peak_in_flight, state.peak_in_flight_at
         if count is None or where is None or peak <= count.value:
             return ()
+        gap = lost_marker(state, where[0], (), before=where[1])
+        if gap is not None:
+            return (self.finding(f"{peak} yielding calls seemed in flight at once (the last entered at {at(where)}), "
+                                 f"more than the {count.value} threads GET_THREAD_COUNT answered at "
+                                 f"{at(count.evidence[0])}, but events were lost before ({at(gap)}): a call counted "
+                                 "in flight may have ended among them.", where, None, "info"),)
         return (self.finding(f"{peak} yielding calls were in flight at once (the last entered at {at(where)}), but "
                              f"GET_THREAD_COUNT answered {count.value} at {at(count.evidence[0])}: OP-TEE answers "
                              "ETHREAD_LIMIT to the extra calls (S3; Xen per guest, X5). A Linux >= 6.8 driver counts "
@@ -101,8 +108,8 @@ class EthreadLimitStorm(Check):
                   "retries)" if flow.retries else f"{entered} was not retried in the capture"
         text = f"OP-TEE answered ETHREAD_LIMIT {_times(state.ethread_limit)} to {_times(self._flows, 'call')}" \
                f"{peak}; {longest}."
-        generation = driver_generation(state)
-        count = state.thread_count
+        count = in_segment(state.thread_count, flow.segment)
+        generation = driver_generation(state) if count is not None or state.thread_count is None else None
         if count is not None:
             return (self.finding(f"{text} GET_THREAD_COUNT answered {count.value} at {at(count.evidence[0])}, so the "
                                  "driver (Linux >= 6.8) waits for a free thread before the SMC: something else holds "
