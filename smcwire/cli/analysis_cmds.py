@@ -174,8 +174,9 @@ class _AnalyzeOutput:
 
     def _open(self, capture: str) -> None:
         if not self.opened:
-            if self.fmt == "json":
-                echo(f'{"," if self.captures else ""}{{"capture": {json.dumps(capture)}, "flows": [')
+            if self.fmt == "json":  # the document begins with its first capture: none, no document
+                head = "," if self.captures else f'{{"schema": {render_flows.SCHEMA}, "captures": ['
+                echo(f'{head}{{"capture": {json.dumps(capture)}, "flows": [')
             self.captures += 1
             self.opened, self.shown = True, 0
 
@@ -196,6 +197,10 @@ class _AnalyzeOutput:
             else:
                 click.echo(_summary_text(summary), err=True)
         self.opened = False
+
+    def close(self) -> None:
+        if self.fmt == "json" and self.captures:
+            echo("]}")
 
 
 MERMAID_FLOWS = 10  # flows drawn at most in one diagram (GitHub renders up to 50,000 characters)
@@ -307,10 +312,7 @@ def _output_to(path: str) -> Iterator[None]:
 def _flows_out(fmt: str, files: tuple[str, ...], wanted: FlowFilter, jobs: int | None, quiet: bool, profile: str,
                extensions: tuple[str, ...], input_format: str | None) -> None:
     """``analyze --format table|json|jsonl``."""
-    # --format json streams its one document too: a flow a line, as flows complete
-    if fmt == "json":
-        echo(f'{{"schema": {render_flows.SCHEMA}, "captures": [')
-    out = _AnalyzeOutput(fmt)
+    out = _AnalyzeOutput(fmt)  # --format json streams its one document too: a flow a line
     failures: list[str] = []
     for report in _reports(files, jobs, profile, extensions, input_format=input_format, on_flow=out.flow,
                            quiet=quiet or sys.stdout.isatty(),  # no progress line among flows on a terminal
@@ -319,8 +321,7 @@ def _flows_out(fmt: str, files: tuple[str, ...], wanted: FlowFilter, jobs: int |
         for text in report["flows"] or ():  # made by a worker process
             out.flow(report["capture"], text)
         out.end(report)
-    if fmt == "json":
-        echo("]}")
+    out.close()
     _fail_if(failures)
 
 
@@ -364,7 +365,7 @@ def check(files: tuple[str, ...], input_format: str | None, fail_on: str, select
         elif fmt == "jsonl":
             for f in findings:
                 echo(json.dumps(f))
-    if fmt == "json":
+    if fmt == "json" and summaries:  # no capture analysed: nothing that reads as a clean result
         emit({"schema": render_flows.SCHEMA, "findings": all_findings,
               "summary": {"by_severity": dict(Counter(f["severity"] for f in all_findings)),
                           "by_rule": dict(sorted(Counter(f["rule"] for f in all_findings).items())),
@@ -399,7 +400,7 @@ def stats(files: tuple[str, ...], input_format: str | None, jobs: int | None, qu
         results.append(report["stats"])
         if fmt == "table":
             click.echo(f"== {report['capture']}\n{stats_text(report['stats'])}")
-    if fmt == "json":
+    if fmt == "json" and results:
         emit(results)
     _fail_if(failures)
 
