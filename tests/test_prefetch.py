@@ -267,12 +267,12 @@ def test_when_to_prefetch(tmp_path, monkeypatch):
         f.truncate(prefetch.MIN_PREFETCH_BYTES)  # sparse: its size is what counts
     large_input = Input(str(large), large)
     stdin = Input("<stdin>", None)
-    monkeypatch.setattr(prefetch, "_cores", lambda: 2)
+    monkeypatch.setattr(prefetch, "usable_cores", lambda: 2)
     assert prefetch_worthwhile([large_input]) and prefetch_worthwhile([small, large_input])
     assert not prefetch_worthwhile([small])
     assert not prefetch_worthwhile([large_input, stdin]) and not can_prefetch([stdin])
     assert not prefetch_worthwhile([Input("gone", tmp_path / "gone")])  # the reader reports it
-    monkeypatch.setattr(prefetch, "_cores", lambda: 1)
+    monkeypatch.setattr(prefetch, "usable_cores", lambda: 1)
     assert not prefetch_worthwhile([large_input])
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from typing import TypeVar
 
-from ..sources.prefetch import _cores as usable_cores
+from ..sources.prefetch import usable_cores
 
 __all__ = ["map_ordered", "usable_cores"]
 

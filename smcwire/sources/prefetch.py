@@ -57,7 +57,7 @@ def prefetch_worthwhile(inputs: Iterable[Input]) -> bool:
     """Whether reading in a child process should pay: it can, a second core is free to run it,
     and the inputs hold at least ``MIN_PREFETCH_BYTES`` on disk."""
     inputs = list(inputs)
-    if not can_prefetch(inputs) or _cores() < 2:
+    if not can_prefetch(inputs) or usable_cores() < 2:
         return False
     size = 0
     for inp in inputs:
@@ -68,7 +68,7 @@ def prefetch_worthwhile(inputs: Iterable[Input]) -> bool:
     return size >= MIN_PREFETCH_BYTES
 
 
-def _cores() -> int:
+def usable_cores() -> int:
     """The cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
