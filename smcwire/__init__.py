@@ -7,6 +7,7 @@ stays light::
     call = smcwire.decode_call((0x32000004, 0, 0x4632C000))
     ret = smcwire.decode_return(call, (0xFFFF0004, 0, 0, 1))
     regs = smcwire.encode_call("OPTEE_SMC_CALL_WITH_ARG", {"arg_pa": 0x4632C000})
+    report = smcwire.analyze_capture("traces/qemu-dbg-kretprobe")  # plain data: summary, findings
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ _API = {
     "ExtensionError": "smcwire.abi.extension",
     "InputError": "smcwire.codec.values",
     "MsgError": "smcwire.codec.msg",
+    "TraceReader": "smcwire.sources.reader",
+    "InputFileError": "smcwire.sources.io",
+    "Analysis": "smcwire.pipeline",
+    "captures": "smcwire.pipeline",
+    "analyze_capture": "smcwire.render.report",
 }
 
 __all__ = ["__version__", *_API]
