@@ -180,7 +180,8 @@ def test_analyze_perfetto_to_a_file_is_the_writers_timeline(tmp_path):
     expected = io.StringIO()
     writer.write(expected)
     assert out.read_text() == expected.getvalue()
-    slices = [e for e in json.loads(out.read_text())["traceEvents"] if e["ph"] == "X" and e["name"] == "OPTEE_SMC_CALLS_UID"]
+    events = json.loads(out.read_text())["traceEvents"]
+    slices = [e for e in events if e["ph"] == "X" and e["name"] == "OPTEE_SMC_CALLS_UID"]
     assert slices and slices[0]["ts"] == 1521082.0  # ftrace.txt line 13, 1.521082 s
 
 
@@ -199,3 +200,43 @@ def test_analyze_output_file_holds_what_stdout_would(tmp_path):
     out = tmp_path / "flows.jsonl"
     assert run("analyze", KRET, "--format", "jsonl", "-o", str(out), "--quiet").exit_code == 0
     assert out.read_text() == run("analyze", KRET, "--format", "jsonl").stdout
+
+
+def test_output_file_is_replaced_only_by_a_whole_output(tmp_path):
+    out = tmp_path / "out.json"
+    out.write_text("earlier results\n")
+    result = run("analyze", str(tmp_path / "missing.txt"), "-o", str(out), "--format", "json")
+    assert result.exit_code == 2 and out.read_text() == "earlier results\n"  # nothing analysed: kept
+    assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
+    result = run("analyze", PROBE, str(tmp_path / "missing.txt"), "-o", str(out), "--format", "json")
+    assert result.exit_code == 2 and json.loads(out.read_text())["captures"][0]["capture"] == PROBE
+    bad = run("analyze", PROBE, "-o", str(tmp_path / "no-such-dir" / "x.json"))
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and "cannot write" in bad.stderr
+    trace = tmp_path / "t.txt"
+    trace.write_bytes(Path(PROBE).read_bytes())
+    same = run("analyze", str(trace), "-o", str(trace))
+    assert same.exit_code == 2 and "is also an input" in same.stderr and trace.read_bytes() == Path(PROBE).read_bytes()
+
+
+def test_drawings_go_on_past_a_missing_capture(tmp_path):
+    out = tmp_path / "p.json"
+    result = run("analyze", KRET, str(tmp_path / "missing.txt"), "--format", "perfetto", "-o", str(out))
+    assert result.exit_code == 2 and "missing.txt: no such file" in result.stderr
+    assert any(e["ph"] == "X" for e in json.loads(out.read_text())["traceEvents"])
+
+
+def test_mermaid_reads_a_pipe_once(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = (Path(NOBL32) / "ftrace.txt").read_bytes()
+    for args, shown in ((["--flow", "1"], "CALLS_UID"), ([], "no flow to show")):
+        writer = threading.Thread(target=fifo.write_bytes, args=(data,))
+        writer.start()
+        result = run("analyze", str(fifo), "--format", "mermaid", *args)  # read once: no hang on a second open
+        writer.join()
+        # without filters, a pipe shows the flows with findings made as they completed (SMC070 is made
+        # at the capture's end, which one pass cannot go back to)
+        assert result.exit_code == 0 and shown in result.stdout

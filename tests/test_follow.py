@@ -174,3 +174,36 @@ def test_watch_without_tracefs_says_so():
     result = CliRunner().invoke(cli, ["watch", "/no/such/trace.txt"])
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr == "Error: /no/such/trace.txt: no such file or directory\n"
+
+
+def test_watch_starts_at_once_and_survives_a_rewrite(tmp_path, monkeypatch):
+    """A followed file is told by its first lines (no waiting for 64), and a file rewritten from its
+    start (truncated, as `cmd > live.txt` run again does) is read again from its start (the line
+    numbers go on counting the lines read)."""
+    monkeypatch.setattr(sio, "FOLLOW_POLL", 0.02)
+    lines = lzma.decompress(KRET_XZ.read_bytes()).split(b"\n")
+    events = [line for line in lines if line and not line.startswith(b"#")]  # 13-14 CALLS_UID, 15-16 OS_REVISION
+    target = tmp_path / "live.txt"
+    target.write_bytes(b"\n".join(events[:2]) + b"\n")  # one SMC: two lines
+    stop = threading.Event()
+    followed = Analysis(Capture(str(target), (Input(str(target), target, until=stop),)), get_profile())
+    flows = followed.flows()
+    assert next(flows).first_line == 1  # at once
+    target.write_bytes(b"")  # rewritten: truncated, as `cmd > live.txt` does, then written again
+    time.sleep(0.2)
+    with target.open("ab") as f:
+        f.write(b"\n".join(events[2:4]) + b"\n")
+    second = next(flows)
+    # read again from the start; line numbers go on counting the lines read (3 is the 1st line again)
+    assert (second.first_line, second.function) == (3, "OPTEE_SMC_CALL_GET_OS_REVISION")
+    stop.set()
+    list(flows)
+
+
+def test_watch_refuses_what_cannot_grow_line_by_line():
+    from click.testing import CliRunner
+
+    from smcwire.cli import cli
+
+    result = CliRunner().invoke(cli, ["watch", str(KRET_XZ)])
+    assert result.exit_code == 2 and "cannot be followed" in result.stderr and result.stdout == ""

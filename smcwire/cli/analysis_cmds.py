@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +26,7 @@ from ..render.report import summary as _summary  # noqa: F401 - watch_cmd's impo
 from ..render.stats import stats_text
 from ..render.text import tabulate
 from ..rules.catalog import RULES
+from ..sources.io import InputFileError
 from .common import (
     EXIT_FINDINGS,
     InputFailure,
@@ -215,8 +219,12 @@ def _drawing(fmt: str, files: tuple[str, ...], wanted: FlowFilter, quiet: bool, 
     writer = PerfettoWriter()
     failures: list[str] = []
     for name in files or ("-",):
-        analysis = next(_analyses((name,), profile, extensions, input_format))
-        with _progress(name, quiet) as progress:
+        try:
+            analysis = next(_analyses((name,), profile, extensions, input_format))
+        except InputFileError as e:  # a missing file: the others are still drawn
+            failures.append(str(e))
+            continue
+        with _progress(name, quiet or (fmt == "mermaid" and sys.stdout.isatty())) as progress:
             analysis.on_progress = progress
             if fmt == "perfetto":
                 timeline = writer.capture(analysis.capture.name)
@@ -226,7 +234,8 @@ def _drawing(fmt: str, files: tuple[str, ...], wanted: FlowFilter, quiet: bool, 
                 timeline.finish(analysis.findings, analysis.state)
             else:
                 diagram = sequence_diagram(_diagram_flows(analysis, wanted), analysis.capture.name, limit=MERMAID_FLOWS)
-                echo(markdown_block(diagram).rstrip("\n"))
+        if fmt == "mermaid":  # once the progress line is erased
+            echo(markdown_block(diagram).rstrip("\n"))
         failures += _unreadable((s.error, s.lines) for s in analysis.files)
     if fmt == "perfetto":
         writer.write(sys.stdout)
@@ -238,7 +247,8 @@ def _diagram_flows(analysis: Analysis, wanted: FlowFilter) -> Iterator[tuple[Flo
     flows with findings. Findings the rules make only at the end of the capture name earlier flows,
     so a file is read twice for those (stdin: only the findings made as flows completed)."""
     selected = wanted != FlowFilter()
-    if selected or analysis.capture.inputs[0].path is None:
+    if selected or not all(i.path is not None and i.path.is_file() for i in analysis.capture.inputs):
+        # (stdin, a pipe: they cannot be read twice)
         for flow in analysis.flows():
             found = analysis.findings_of(flow)
             if wanted(flow) if selected else found:
@@ -292,7 +302,7 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
       smcwire analyze capture-dir/ --format mermaid --flow 7
     """
     wanted = FlowFilter(number, task, thread, function, since, until)
-    with _output_to(output):
+    with _output_to(output, files):
         if fmt in ("perfetto", "mermaid"):
             _drawing(fmt, files, wanted, quiet, profile, extensions, input_format)
         else:
@@ -300,13 +310,36 @@ def analyze(files: tuple[str, ...], input_format: str | None, number: int | None
 
 
 @contextmanager
-def _output_to(path: str) -> Iterator[None]:
-    """stdout, or the file ``path`` in its place (``-``: stdout)."""
+def _output_to(path: str, inputs: tuple[str, ...]) -> Iterator[None]:
+    """stdout, or the file ``path`` in its place (``-``: stdout). The output goes to a temporary
+    file beside it, renamed when done (also when some input could not be read but others gave
+    results): an existing file is replaced only by a whole new output, never emptied by a failure
+    or Ctrl-C."""
     if path == "-":
         yield
         return
-    with open(path, "w", encoding="utf-8") as out, redirect_stdout(out):
-        yield
+    target = Path(path)
+    if any(name != "-" and Path(name).resolve() == target.resolve() for name in inputs):
+        raise InputFailure(f"{path}: is also an input; write the output elsewhere")
+    try:
+        out = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent,  # noqa: SIM115
+                                          prefix=f".{target.name}.", delete=False)
+    except OSError as e:
+        raise InputFailure(f"{path}: cannot write: {e.strerror}") from None
+    keep = False
+    try:
+        with out, redirect_stdout(out):
+            try:
+                yield
+                keep = True
+            except click.ClickException:
+                keep = out.tell() > 0  # the results of the captures that could be read
+                raise
+    finally:
+        if keep:
+            os.replace(out.name, target)
+        else:
+            os.unlink(out.name)
 
 
 def _flows_out(fmt: str, files: tuple[str, ...], wanted: FlowFilter, jobs: int | None, quiet: bool, profile: str,

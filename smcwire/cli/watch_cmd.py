@@ -12,7 +12,7 @@ import click
 
 from ..pipeline import Analysis, Capture
 from ..render import flows as render_flows
-from ..sources.io import Input
+from ..sources.io import COMPRESSIONS, TRACEDAT_MAGIC, Input
 from .analysis_cmds import _summary, _summary_text
 from .common import InputFailure, echo, format_option, profile_options, resolve_profile
 
@@ -81,3 +81,9 @@ def _check_readable(target: Path, default: bool) -> None:
         raise InputFailure(f"{target}: is a directory; watch follows one file or trace_pipe")
     if not os.access(target, os.R_OK):
         raise InputFailure(f"{target}: permission denied" + (" (reading tracefs needs root)" if default else ""))
+    if target.is_file():
+        with target.open("rb") as f:
+            head = f.read(len(TRACEDAT_MAGIC))
+        if head.startswith(TRACEDAT_MAGIC) or any(head.startswith(magic) for magic, _ in COMPRESSIONS):
+            raise InputFailure(f"{target}: compressed or a trace.dat, which cannot be followed as it grows; "
+                               "read it with `smcwire analyze`")

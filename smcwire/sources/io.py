@@ -27,7 +27,7 @@ from typing import BinaryIO, NamedTuple
 MAX_LINE = 1 << 20  # longer lines are cut and reported malformed, so memory stays bounded
 _READ = 1 << 16
 
-_MAGIC = (
+COMPRESSIONS = (  # magic bytes, name
     (b"\x1f\x8b", "gzip"),
     (b"\xfd7zXZ\x00", "xz"),
     (b"BZh", "bzip2"),
@@ -68,7 +68,7 @@ class Input:
         size = os.fstat(raw.fileno()).st_size if self.path is not None else None
         buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
         head = buffered.peek(8)[:8] if self.until is None else b""  # a followed input may not have 8 bytes yet
-        for magic, kind in _MAGIC:
+        for magic, kind in COMPRESSIONS:
             if head.startswith(magic):
                 return Opened(_decompress(buffered, kind, self.name), kind, size, buffered)
         return Opened(buffered, None, size, buffered)
@@ -201,6 +201,9 @@ def _followed_batches(stream: BinaryIO, until: threading.Event) -> Iterator[Batc
         if not chunk:
             if not regular:
                 break  # the writer closed the pipe
+            if os.fstat(fd).st_size < os.lseek(fd, 0, os.SEEK_CUR):  # truncated (rewritten): from its start
+                os.lseek(fd, 0, os.SEEK_SET)
+                pending = b""
             until.wait(FOLLOW_POLL)
             continue
         lines = (pending + chunk).split(b"\n")

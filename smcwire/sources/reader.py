@@ -111,7 +111,7 @@ class TraceReader:
         if inp.until is None and io.is_tracedat(opened.stream):
             yield from self._read_tracedat(inp, opened, stats, done_before)
             return
-        with opened.stream:
+        with opened.disk, opened.stream:  # a decompressor does not close the file it reads
             batches = read_lines(opened.stream, inp.name, inp.until)
             read_ahead: list[Batch | LineTooLong] = []  # the batches that hold the head, to read again
             head: list[bytes] = []
@@ -119,8 +119,8 @@ class TraceReader:
                 read_ahead.append(batch)
                 if type(batch) is Batch:
                     head += batch.lines[:SNIFF_LINES - len(head)]
-                if len(head) >= SNIFF_LINES or (inp.until is not None and self.input_format is not None):
-                    break  # a followed input read as a given format starts at once
+                if len(head) >= SNIFF_LINES or (inp.until is not None and (self.input_format is not None or head)):
+                    break  # a followed input is told by what it holds now: it may wait long for more
             parser = choose(head, self.input_format)(inp.name)
             stats.format = parser.name
             feed = parser.feed
@@ -181,7 +181,7 @@ class TraceReader:
             if opened.size is not None:
                 progress.done_bytes = done_before + int(opened.size * fraction)
 
-        with opened.stream:
+        with opened.disk, opened.stream:  # a decompressor does not close the file it reads
             yield from read_tracedat(inp.name, opened, stats, advance)
 
     def _advance(self, lines: int, events: int, opened: Opened, done_before: int) -> None:
