@@ -155,7 +155,7 @@ def child(path: str) -> None:
     st = reader.stats[0]
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": seconds, "events": events, "lines": st.lines, "format": st.format,
-                      "foreign": st.foreign, "malformed": st.malformed, "rss_mb": rss_kb / 1024}))
+                      "foreign": st.foreign, "malformed": st.malformed, "error": st.error, "rss_mb": rss_kb / 1024}))
 
 
 def smcwire_parse(path: Path, runs: int) -> dict[str, float]:

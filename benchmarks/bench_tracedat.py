@@ -27,7 +27,6 @@ import importlib.util
 import json
 import lzma
 import random
-import resource
 import shutil
 import struct
 import subprocess
@@ -37,6 +36,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_parse import child as read_and_report  # noqa: E402
 
 if TYPE_CHECKING:
     from smcwire.sources.tracedat.file import TraceDat
@@ -225,20 +227,11 @@ def generate(dat_path: Path, text_path: Path | None, records: int, compression: 
 
 
 def child(path: str) -> None:
-    """In a fresh interpreter: read with smcwire, print time, counts and peak RSS as JSON (the
-    parsers are imported before the clock starts, Construct and the trace.dat reader too)."""
-    from smcwire.sources.formats import parsers
-    from smcwire.sources.reader import TraceReader
+    """In a fresh interpreter: bench_parse's reading measurement, with Construct and the trace.dat
+    reader imported before the clock starts, as the line parsers are."""
     from smcwire.sources.tracedat import reader  # noqa: F401
 
-    parsers()
-    t0 = time.perf_counter()
-    r = TraceReader.from_names([path])
-    events = sum(1 for _ in r)
-    seconds = time.perf_counter() - t0
-    st = r.stats[0]
-    print(json.dumps({"seconds": seconds, "events": events, "lines": st.lines, "format": st.format,
-                      "error": st.error, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    read_and_report(path)
 
 
 def measure(path: Path, runs: int) -> dict:
